@@ -1,0 +1,36 @@
+//! edgeguard: an access-control gateway.
+//!
+//! ```text
+//! config/edgeguard.toml ─ config::read    ─▶ config::Rulebook   serde mirror of the file; spans kept
+//!                       ─ Policy::compile ─▶ policy::Policy     validated, sets and RegexSets built, immutable
+//!                       ─ ArcSwap::store  ─▶ the one live policy pointer
+//! request ─ facts      ─▶ RequestFacts   client ip, canonical path, host, headers, token
+//!         ─ evaluate   ─▶ Decision       Allow | Refuse(Refusal { rule, reason, status }), + dry-run hits
+//!         ─ gateway    ─▶ forward | files | respond
+//! ```
+//!
+//! Nothing at request time reads `config::*`; only `Policy::compile` turns it
+//! into runtime form. The decision is a pure function of the policy and the
+//! request's facts.
+
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod auth;
+pub mod client_ip;
+pub mod config;
+pub mod decision;
+pub mod evaluate;
+pub mod explain;
+pub mod facts;
+pub mod geo;
+pub mod host;
+pub mod ipset;
+pub mod lints;
+pub mod path;
+pub mod policy;
+pub mod probe;
+pub mod request_id;
+pub mod respond;
+pub mod ruletest;

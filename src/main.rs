@@ -1,0 +1,264 @@
+//! The `edgeguard` command: clap parsing, exit codes, and printing. The only
+//! user of `anyhow`.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use edgeguard::config::{self, Diagnostics};
+use edgeguard::geo::Country;
+use edgeguard::policy::{self, Policy};
+use edgeguard::probe::Probe;
+use edgeguard::{explain, probe, request_id, ruletest};
+
+/// An access-control gateway: decides every request against an ordered TOML
+/// rulebook, forwards what is allowed, and says exactly why it refuses the rest.
+#[derive(Parser)]
+#[command(name = "edgeguard", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The rulebook. Relative paths inside it are relative to its own folder.
+    #[arg(
+        long,
+        env = "EDGEGUARD_CONFIG",
+        default_value = "config/edgeguard.toml",
+        value_name = "PATH"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the rulebook and run its [[test]] cases; print a summary, or
+    /// every problem as PATH:LINE:COLUMN: message. Exit 0 when it loads, 1 when not.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fail (exit 1) on warnings: rules that can never match,
+        /// overlapping CIDRs, unknown country codes.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Run the rulebook's [[test]] cases, print each with pass or fail and,
+    /// for a failure, how every rule decided. Exit 0 when all pass.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show how the rulebook decides one request, rule by rule.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The client address (as found after any trusted-proxy walk).
+    #[arg(long, value_name = "IP")]
+    ip: IpAddr,
+    /// The request path, optionally with ?query, as a client would send it.
+    #[arg(long, default_value = "/", value_name = "P")]
+    path: String,
+    /// The request method.
+    #[arg(long, default_value = "GET", value_name = "M")]
+    method: String,
+    /// The Host header.
+    #[arg(long, value_name = "H")]
+    host: Option<String>,
+    /// The Referer header.
+    #[arg(long, value_name = "URL")]
+    referer: Option<String>,
+    /// A request header, as 'Name: value'; repeat for several.
+    #[arg(long = "header", value_name = "'Name: value'")]
+    headers: Vec<String>,
+    /// Stand for a verified bearer token with these roles (comma-separated;
+    /// an empty value is a token without roles).
+    #[arg(long, value_name = "a,b")]
+    roles: Option<String>,
+    /// Stand for the GeoIP answer (two letters, XX for unknown).
+    #[arg(long, value_name = "CC")]
+    country: Option<String>,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config, strict } => check(&config.config, strict),
+        Command::Test { config } => test(&config.config),
+        Command::Explain(args) => explain_cmd(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edgeguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_warnings(warnings: &[config::ConfigError]) {
+    for w in warnings {
+        eprintln!("{}: warning: {}", w.location, w.message);
+    }
+}
+
+fn check(path: &Path, strict: bool) -> anyhow::Result<ExitCode> {
+    match policy::load(path) {
+        Ok(loaded) => {
+            print_warnings(&loaded.warnings);
+            let p = &loaded.policy;
+            println!(
+                "{}: ok: {} rules, {} lists, {} CIDRs, {} routes, {} tests passed{}",
+                path.display(),
+                p.rules.len(),
+                p.lists.len(),
+                p.cidr_count(),
+                p.routes.all().len(),
+                p.tests.len(),
+                match loaded.warnings.len() {
+                    0 => String::new(),
+                    n => format!(", {n} warnings"),
+                }
+            );
+            if strict && !loaded.warnings.is_empty() {
+                eprintln!("edgeguard: --strict: {} warnings", loaded.warnings.len());
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "edgeguard: {} error{} in {}",
+                errors.0.len(),
+                if errors.0.len() == 1 { "" } else { "s" },
+                path.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Reads and compiles without running the rulebook's tests.
+fn compile(path: &Path) -> Option<Policy> {
+    let mut diags = Diagnostics::default();
+    let policy = config::read(path, &mut diags).and_then(|book| Policy::compile(&book, &mut diags));
+    diags.sort();
+    match policy {
+        Some(p) if !diags.has_errors() => Some(p),
+        _ => {
+            for e in &diags.errors {
+                eprintln!("{e}");
+            }
+            None
+        }
+    }
+}
+
+fn test(path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(policy) = compile(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut failed = 0;
+    let mut out = std::io::stdout().lock();
+    for t in &policy.tests {
+        let outcome = ruletest::run(&policy, t);
+        if outcome.passed() {
+            writeln!(out, "ok    {}", t.name)?;
+        } else {
+            failed += 1;
+            writeln!(out, "FAIL  {} ({})", t.name, t.location)?;
+            for m in &outcome.mismatches {
+                writeln!(out, "      {m}")?;
+            }
+            let id = request_id::new();
+            let report = explain::to_text(&policy, &t.probe, &outcome.result, id.as_str());
+            for line in report.lines() {
+                writeln!(out, "      | {line}")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{} tests, {} passed, {} failed",
+        policy.tests.len(),
+        policy.tests.len() - failed,
+        failed
+    )?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn explain_cmd(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let Some(policy) = compile(&args.config.config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let probe = build_probe(&args)?;
+    let result = probe::run(&policy, &probe);
+    let id = request_id::new();
+    if args.json {
+        let value = explain::to_json(&policy, &probe, &result, id.as_str());
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!(
+            "{}",
+            explain::to_text(&policy, &probe, &result, id.as_str())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_probe(args: &ExplainArgs) -> anyhow::Result<Probe> {
+    let mut probe = Probe::new(args.ip);
+    probe.method = policy::values::parse_method(&args.method).map_err(anyhow::Error::msg)?;
+    probe.target = args.path.clone();
+    if let Some(host) = &args.host {
+        probe.host = host.clone();
+    }
+    if let Some(referer) = &args.referer {
+        probe
+            .referer(referer)
+            .with_context(|| format!("invalid --referer {referer:?}"))?;
+    }
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            bail!("invalid --header {header:?}: write 'Name: value'");
+        };
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("invalid header name in --header {header:?}"))?;
+        let value = http::HeaderValue::from_str(value.trim())
+            .with_context(|| format!("invalid header value in --header {header:?}"))?;
+        probe.headers.append(name, value);
+    }
+    if let Some(roles) = &args.roles {
+        probe.roles = Some(
+            roles
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        );
+    }
+    if let Some(country) = &args.country {
+        probe.country = Some(
+            Country::parse(country)
+                .with_context(|| format!("invalid --country {country:?}: write two letters"))?,
+        );
+    }
+    Ok(probe)
+}

@@ -1,0 +1,341 @@
+//! The only place that builds synthetic answers: refusal bodies as JSON or a
+//! small HTML page (SPEC 7), chosen by the client's `Accept`.
+//!
+//! A body carries the reason, the message, the rule (unless hidden), role
+//! details on role refusals, and the request id — never a rule's addresses or
+//! patterns, nor the client's token. A `deny` with `status = 404` is answered
+//! exactly like a missing page.
+
+use std::fmt::Write as _;
+
+use http::{HeaderValue, StatusCode};
+
+use crate::decision::{Reason, Refusal};
+use crate::policy::Policy;
+
+/// Everything a refusal body shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusalView<'a> {
+    /// The status sent.
+    pub status: StatusCode,
+    /// The reason shown (`not_found` for a hidden refusal).
+    pub reason: Reason,
+    /// The message shown.
+    pub message: &'a str,
+    /// The rule shown, when rule names are exposed.
+    pub rule: Option<&'a str>,
+    /// On role refusals: the roles the rule requires.
+    pub required_roles: Option<&'a [String]>,
+    /// On role refusals: the token's roles (`Some(None)`: no roles claim / no token).
+    pub your_roles: Option<Option<&'a [String]>>,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+impl<'a> RefusalView<'a> {
+    /// What a refusal shows, per the policy's `expose_rule_names`; `roles` are
+    /// the token's roles for a role refusal.
+    pub fn new(
+        policy: &'a Policy,
+        refusal: &Refusal,
+        roles: Option<&'a [String]>,
+        request_id: &'a str,
+    ) -> RefusalView<'a> {
+        if refusal.is_hidden() {
+            return RefusalView::plain(Reason::NotFound, request_id);
+        }
+        let rule = refusal.rule.map(|id| policy.rule(id));
+        let message = rule
+            .and_then(|r| r.message.as_deref())
+            .unwrap_or(refusal.reason.message());
+        let role_refusal = refusal.reason == Reason::RoleInsufficient;
+        RefusalView {
+            status: refusal.status,
+            reason: refusal.reason,
+            message,
+            rule: rule
+                .filter(|_| policy.settings.expose_rule_names)
+                .map(|r| &*r.name),
+            required_roles: rule.filter(|_| role_refusal).map(|r| r.roles.as_slice()),
+            your_roles: role_refusal.then_some(roles),
+            request_id,
+        }
+    }
+
+    /// A refusal that no rule made, with its reason's status and message.
+    pub fn plain(reason: Reason, request_id: &'a str) -> RefusalView<'a> {
+        RefusalView {
+            status: reason.status(),
+            reason,
+            message: reason.message(),
+            rule: None,
+            required_roles: None,
+            your_roles: None,
+            request_id,
+        }
+    }
+
+    /// The status's reason phrase (`Forbidden`).
+    pub fn error(&self) -> &'static str {
+        self.status.canonical_reason().unwrap_or("Error")
+    }
+
+    /// The JSON body.
+    pub fn json(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"error\":");
+        json_string(&mut out, self.error());
+        out.push_str(",\"message\":");
+        json_string(&mut out, self.message);
+        out.push_str(",\"reason\":");
+        json_string(&mut out, self.reason.code());
+        if let Some(rule) = self.rule {
+            out.push_str(",\"rule\":");
+            json_string(&mut out, rule);
+        }
+        if let Some(required) = self.required_roles {
+            out.push_str(",\"required_role\":");
+            json_roles(&mut out, Some(required));
+        }
+        if let Some(yours) = self.your_roles {
+            out.push_str(",\"your_role\":");
+            json_roles(&mut out, yours);
+        }
+        let _ = write!(out, ",\"statusCode\":{}", self.status.as_u16());
+        out.push_str(",\"request_id\":");
+        json_string(&mut out, self.request_id);
+        out.push('}');
+        out
+    }
+
+    /// The HTML page: self-contained, every value escaped.
+    pub fn html(&self) -> String {
+        let mut out = String::with_capacity(1024);
+        let status = self.status.as_u16();
+        let _ = write!(
+            out,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <title>{status} {error}</title>\n<style>\
+             body{{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+             h1{{font-size:1.6rem}}dl{{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem}}\
+             dt{{color:#666}}dd{{margin:0;font-family:ui-monospace,monospace}}\
+             </style>\n</head>\n<body>\n<h1>{status} {error}</h1>\n<p>",
+            error = self.error(),
+        );
+        html_escape(&mut out, self.message);
+        out.push_str("</p>\n<dl>\n<dt>Reason</dt><dd>");
+        html_escape(&mut out, self.reason.code());
+        out.push_str("</dd>\n");
+        if let Some(rule) = self.rule {
+            out.push_str("<dt>Rule</dt><dd>");
+            html_escape(&mut out, rule);
+            out.push_str("</dd>\n");
+        }
+        if let Some(required) = self.required_roles {
+            out.push_str("<dt>Required role</dt><dd>");
+            html_escape(&mut out, &required.join(", "));
+            out.push_str("</dd>\n");
+        }
+        if let Some(yours) = self.your_roles {
+            out.push_str("<dt>Your role</dt><dd>");
+            match yours {
+                Some(roles) if !roles.is_empty() => html_escape(&mut out, &roles.join(", ")),
+                _ => out.push_str("(none)"),
+            }
+            out.push_str("</dd>\n");
+        }
+        out.push_str("<dt>Request ID</dt><dd>");
+        html_escape(&mut out, self.request_id);
+        out.push_str("</dd>\n</dl>\n</body>\n</html>\n");
+        out
+    }
+}
+
+fn json_roles(out: &mut String, roles: Option<&[String]>) {
+    match roles {
+        None => out.push_str("null"),
+        Some([one]) => json_string(out, one),
+        Some(many) => {
+            out.push('[');
+            for (i, r) in many.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_string(out, r);
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // `<` and `>` escaped so that a body shown as HTML by mistake is inert.
+            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `s` escaped for HTML text and attribute values.
+pub fn html_escape(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Whether the client's `Accept` ranks `text/html` above `application/json`
+/// (by q-value, most specific range first); no Accept, `*/*` alone, or a tie
+/// mean JSON.
+pub fn prefers_html(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
+        return false;
+    };
+    let html = quality(accept, "text", "html");
+    let json = quality(accept, "application", "json");
+    html > json
+}
+
+/// The q-value (in thousandths) that an Accept header gives a media type,
+/// from its most specific matching range.
+fn quality(accept: &str, kind: &str, sub: &str) -> u16 {
+    let mut best: Option<(u8, u16)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let Some((k, s)) = media.split_once('/') else {
+            continue;
+        };
+        let specificity = match (k.trim(), s.trim()) {
+            (k, s) if k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(sub) => 3,
+            (k, "*") if k.eq_ignore_ascii_case(kind) => 2,
+            ("*", "*") => 1,
+            _ => continue,
+        };
+        let mut q = 1000;
+        for param in parts {
+            if let Some((name, value)) = param.split_once('=') {
+                if name.trim().eq_ignore_ascii_case("q") {
+                    q = parse_q(value.trim()).unwrap_or(0);
+                }
+            }
+        }
+        if best.is_none_or(|(s, _)| specificity > s) {
+            best = Some((specificity, q));
+        }
+    }
+    best.map_or(0, |(_, q)| q)
+}
+
+/// Parses a q-value (`0`, `0.5`, `1.000`) into thousandths.
+fn parse_q(v: &str) -> Option<u16> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let int: u16 = match int {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    let mut frac_value = 0u16;
+    for (i, b) in frac.bytes().enumerate() {
+        frac_value += u16::from(b - b'0') * [100, 10, 1][i];
+    }
+    let q = int + frac_value;
+    (q <= 1000).then_some(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation_follows_q_values() {
+        let table = [
+            (None, false),
+            (Some("*/*"), false),
+            (Some("text/html"), true),
+            (Some("application/json"), false),
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                true,
+            ),
+            (Some("application/json, text/html"), false),
+            (Some("text/html;q=0.9, application/json"), false),
+            (Some("text/html, application/json;q=0.9"), true),
+            (Some("text/*, application/json;q=0.5"), true),
+            (Some("text/html;q=0, */*"), false),
+            (Some("TEXT/HTML"), true),
+            (Some("text/html;q=1.5"), false),
+            (Some("text/html;q=0.5"), true),
+            (Some("garbage"), false),
+        ];
+        for (accept, html) in table {
+            let value = accept.map(|a| HeaderValue::from_str(a).expect("header"));
+            assert_eq!(prefers_html(value.as_ref()), html, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn json_strings_are_escaped_and_inert_in_html() {
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\n<script>&\u{1}");
+        assert_eq!(out, r#""a\"b\\c\n\u003cscript\u003e\u0026\u0001""#);
+    }
+
+    #[test]
+    fn html_escapes_every_special_character() {
+        let mut out = String::new();
+        html_escape(&mut out, "<b>\"x\" & 'y'</b>");
+        assert_eq!(out, "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+    }
+
+    #[test]
+    fn role_refusal_json_has_the_shape_of_spec_section_7() {
+        let required = vec!["admin".to_owned()];
+        let yours = vec!["viewer".to_owned()];
+        let view = RefusalView {
+            status: StatusCode::FORBIDDEN,
+            reason: Reason::RoleInsufficient,
+            message: Reason::RoleInsufficient.message(),
+            rule: Some("admin-needs-role"),
+            required_roles: Some(&required),
+            your_roles: Some(Some(&yours)),
+            request_id: "4f1c2b8e9a7d4c3b",
+        };
+        assert_eq!(
+            view.json(),
+            r#"{"error":"Forbidden","message":"You do not have permission to access this resource","reason":"role_insufficient","rule":"admin-needs-role","required_role":"admin","your_role":"viewer","statusCode":403,"request_id":"4f1c2b8e9a7d4c3b"}"#
+        );
+        let several = vec!["a".to_owned(), "b".to_owned()];
+        let view = RefusalView {
+            required_roles: Some(&several),
+            your_roles: Some(None),
+            ..view
+        };
+        assert!(
+            view.json()
+                .contains(r#""required_role":["a","b"],"your_role":null"#)
+        );
+    }
+}

@@ -1,0 +1,7 @@
+//! edgeguard's integration tests: one binary, one module per area.
+
+mod auth;
+mod cli;
+mod common;
+mod decide;
+mod rulebook;
