@@ -2,12 +2,15 @@
 //! made canonical — the client address after the trusted-proxy walk, the
 //! normalized host, the canonical path — so that `evaluate` never parses.
 //!
-//! The gateway gathers facts from a live request; `explain` and `[[test]]`
-//! cases build them from their own flags and tables.
+//! The gateway gathers facts from a live request ([`target`] reads its host,
+//! path and query); `explain` and `[[test]]` cases build them from their own
+//! flags and tables.
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, Method};
+use http::header::HOST;
+use http::uri::Authority;
+use http::{HeaderMap, Method, Version, request};
 
 use crate::geo::Country;
 
@@ -66,9 +69,233 @@ impl<'a> Token<'a> {
     }
 }
 
+/// Where a request is aimed: its host as sent and its path and query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The host (with any port) from the absolute-form target, `:authority`,
+    /// or the Host header; `None` for an HTTP/1.0 request without one.
+    pub host: Option<&'a str>,
+    /// The path as received (not yet canonical).
+    pub path: &'a str,
+    /// The query as received, without the `?`.
+    pub query: Option<&'a str>,
+}
+
+/// Why a request target cannot be decided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// `CONNECT`: answered 405.
+    #[error("CONNECT is not supported")]
+    Connect,
+    /// `OPTIONS *`: answered by the gateway.
+    #[error("OPTIONS * is answered by the gateway")]
+    OptionsStar,
+    /// Anything else that cannot be read unambiguously: answered 400.
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+}
+
+/// Reads the target of a request (SPEC 5): an absolute-form target is
+/// reduced to its path, its authority standing for Host; in HTTP/2,
+/// `:authority` is the host and a differing Host header is refused; an
+/// HTTP/1.1 request needs exactly one Host header; `*` is only for `OPTIONS`.
+pub fn target(parts: &request::Parts) -> Result<Target<'_>, TargetError> {
+    if parts.method == Method::CONNECT {
+        return Err(TargetError::Connect);
+    }
+    let uri = &parts.uri;
+    if uri.path() == "*" {
+        return if parts.method == Method::OPTIONS && uri.authority().is_none() {
+            Err(TargetError::OptionsStar)
+        } else {
+            Err(TargetError::Bad("\"*\" is only a target for OPTIONS"))
+        };
+    }
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let host_header = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(TargetError::Bad("several Host headers")),
+        (Some(h), None) => Some(
+            h.to_str()
+                .ok()
+                .filter(|h| is_host(h))
+                .ok_or(TargetError::Bad("invalid Host header"))?,
+        ),
+        (None, None) => None,
+    };
+    let host = match uri.authority() {
+        Some(authority) => {
+            match uri.scheme_str() {
+                Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+                _ => return Err(TargetError::Bad("unsupported scheme in the target")),
+            }
+            if authority.as_str().contains('@') || !is_host(authority.as_str()) {
+                return Err(TargetError::Bad("invalid authority in the target"));
+            }
+            if parts.version == Version::HTTP_2 {
+                if let Some(h) = host_header {
+                    if !h.eq_ignore_ascii_case(authority.as_str()) {
+                        return Err(TargetError::Bad("Host differs from :authority"));
+                    }
+                }
+            }
+            Some(authority.as_str())
+        }
+        None if parts.version == Version::HTTP_11 && host_header.is_none() => {
+            return Err(TargetError::Bad("HTTP/1.1 request without Host"));
+        }
+        None => host_header,
+    };
+    Ok(Target {
+        host,
+        path: uri.path(),
+        query: uri.query(),
+    })
+}
+
+/// Whether `s` is a plausible `host[:port]` (no userinfo, no path).
+fn is_host(s: &str) -> bool {
+    !s.is_empty() && !s.contains('@') && Authority::try_from(s).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parts(method: &str, target: &str, version: Version, hosts: &[&str]) -> request::Parts {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .version(version);
+        for h in hosts {
+            builder = builder.header(HOST, *h);
+        }
+        builder.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn targets_are_read_per_spec_section_5() {
+        use Version as V;
+        let ok = [
+            (
+                "GET",
+                "/a?b",
+                V::HTTP_11,
+                &["example.com"][..],
+                Some("example.com"),
+                "/a",
+                Some("b"),
+            ),
+            (
+                "GET",
+                "http://Example.com:8080/p",
+                V::HTTP_11,
+                &["other"][..],
+                Some("Example.com:8080"),
+                "/p",
+                None,
+            ),
+            ("GET", "http://h", V::HTTP_11, &[][..], Some("h"), "/", None),
+            ("GET", "/x", V::HTTP_10, &[][..], None, "/x", None),
+            (
+                "GET",
+                "https://h/p",
+                V::HTTP_2,
+                &["h"][..],
+                Some("h"),
+                "/p",
+                None,
+            ),
+            (
+                "GET",
+                "https://h/p",
+                V::HTTP_2,
+                &[][..],
+                Some("h"),
+                "/p",
+                None,
+            ),
+        ];
+        for (m, t, v, hosts, host, path, query) in ok {
+            let p = parts(m, t, v, hosts);
+            assert_eq!(target(&p), Ok(Target { host, path, query }), "{m} {t}");
+        }
+        let bad = [
+            (
+                "CONNECT",
+                "example.com:443",
+                V::HTTP_11,
+                &["example.com"][..],
+                TargetError::Connect,
+            ),
+            (
+                "OPTIONS",
+                "*",
+                V::HTTP_11,
+                &["h"][..],
+                TargetError::OptionsStar,
+            ),
+            (
+                "GET",
+                "*",
+                V::HTTP_11,
+                &["h"][..],
+                TargetError::Bad("\"*\" is only a target for OPTIONS"),
+            ),
+            (
+                "GET",
+                "/",
+                V::HTTP_11,
+                &[][..],
+                TargetError::Bad("HTTP/1.1 request without Host"),
+            ),
+            (
+                "GET",
+                "/",
+                V::HTTP_11,
+                &["a", "b"][..],
+                TargetError::Bad("several Host headers"),
+            ),
+            (
+                "GET",
+                "/",
+                V::HTTP_11,
+                &["a b"][..],
+                TargetError::Bad("invalid Host header"),
+            ),
+            (
+                "GET",
+                "/",
+                V::HTTP_11,
+                &["u@h"][..],
+                TargetError::Bad("invalid Host header"),
+            ),
+            (
+                "GET",
+                "ftp://h/p",
+                V::HTTP_11,
+                &["h"][..],
+                TargetError::Bad("unsupported scheme in the target"),
+            ),
+            (
+                "GET",
+                "http://u@h/p",
+                V::HTTP_11,
+                &["h"][..],
+                TargetError::Bad("invalid authority in the target"),
+            ),
+            (
+                "GET",
+                "https://h/p",
+                V::HTTP_2,
+                &["other"][..],
+                TargetError::Bad("Host differs from :authority"),
+            ),
+        ];
+        for (m, t, v, hosts, err) in bad {
+            let p = parts(m, t, v, hosts);
+            assert_eq!(target(&p), Err(err), "{m} {t}");
+        }
+    }
 
     #[test]
     fn bearer_tokens_are_read_from_authorization() {

@@ -17,20 +17,26 @@
 #![deny(rust_2018_idioms)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod decision;
 pub mod evaluate;
 pub mod explain;
 pub mod facts;
+pub mod forward;
+pub mod gateway;
 pub mod geo;
 pub mod host;
 pub mod ipset;
 pub mod lints;
+pub mod log;
 pub mod path;
 pub mod policy;
 pub mod probe;
 pub mod request_id;
 pub mod respond;
 pub mod ruletest;
+pub mod server;

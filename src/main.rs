@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use edgeguard::config::{self, Diagnostics};
+use edgeguard::gateway::Shared;
 use edgeguard::geo::Country;
 use edgeguard::policy::{self, Policy};
 use edgeguard::probe::Probe;
-use edgeguard::{explain, probe, request_id, ruletest};
+use edgeguard::{explain, probe, request_id, ruletest, server};
 
 /// An access-control gateway: decides every request against an ordered TOML
 /// rulebook, forwards what is allowed, and says exactly why it refuses the rest.
@@ -37,6 +38,12 @@ struct ConfigArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the gateway in the foreground, logging JSON lines to stdout.
+    /// SIGHUP reloads the rulebook; SIGTERM or SIGINT shut down gracefully.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Validate the rulebook and run its [[test]] cases; print a summary, or
     /// every problem as PATH:LINE:COLUMN: message. Exit 0 when it loads, 1 when not.
     Check {
@@ -55,6 +62,16 @@ enum Command {
     },
     /// Show how the rulebook decides one request, rule by rule.
     Explain(ExplainArgs),
+    /// Probe the admin /healthz (for container HEALTHCHECKs): exit 0 when it
+    /// answers 200 within 3 seconds, 1 otherwise.
+    Health {
+        /// The admin address; default: server.admin of the rulebook
+        /// (127.0.0.1 standing for a wildcard address).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Args)]
@@ -97,6 +114,8 @@ fn main() -> ExitCode {
         Command::Check { config, strict } => check(&config.config, strict),
         Command::Test { config } => test(&config.config),
         Command::Explain(args) => explain_cmd(args),
+        Command::Run { config } => run(&config.config),
+        Command::Health { admin, config } => health(admin.as_deref(), &config.config),
     };
     match result {
         Ok(code) => code,
@@ -261,4 +280,148 @@ fn build_probe(args: &ExplainArgs) -> anyhow::Result<Probe> {
         );
     }
     Ok(probe)
+}
+
+fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    edgeguard::log::init_events();
+    let loaded = match policy::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("edgeguard: the rulebook {} did not load", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!(location = %w.location, "{}", w.message);
+    }
+    let workers = std::env::var("EDGEGUARD_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let shared = Shared::new(loaded.policy, edgeguard::log::AccessLog::stdout());
+    let running = server::start(shared, workers)?;
+    {
+        let policy = running.shared().policy.load();
+        let listen: Vec<String> = running.listen.iter().map(ToString::to_string).collect();
+        let admin = running
+            .admin
+            .map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(
+            config = %path.display(),
+            sha256 = %policy.source.sha256,
+            rules = policy.rules.len(),
+            routes = policy.routes.all().len(),
+            cidrs = policy.cidr_count(),
+            listen = %listen.join(" "),
+            admin = %admin,
+            workers,
+            "edgeguard started"
+        );
+    }
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    signals.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload(path, running.shared()),
+            }
+        }
+        tracing::info!("shutting down: no longer ready, finishing in-flight requests");
+        anyhow::Ok(())
+    })?;
+    running.begin_shutdown();
+    running.wait();
+    tracing::info!("edgeguard stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the rulebook again and swaps it in; on failure the current one stays.
+fn reload(path: &Path, shared: &Shared) {
+    match policy::load(path) {
+        Ok(loaded) => {
+            let sha = loaded.policy.source.sha256.clone();
+            shared.policy.store(std::sync::Arc::new(loaded.policy));
+            tracing::info!(config = %path.display(), sha256 = %sha, "rulebook reloaded");
+        }
+        Err(errors) => {
+            let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            tracing::error!(config = %path.display(), errors = ?errors, "rulebook not reloaded: the current one stays");
+        }
+    }
+}
+
+fn health(admin: Option<&str>, config: &Path) -> anyhow::Result<ExitCode> {
+    let addr = match admin {
+        Some(a) => a.to_owned(),
+        None => admin_address(config)?,
+    };
+    let mut addr: std::net::SocketAddr = addr
+        .parse()
+        .with_context(|| format!("invalid admin address {addr:?}"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    match probe_healthz(addr) {
+        Ok(200) => {
+            println!("healthy: {addr}/healthz answered 200");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(status) => {
+            eprintln!("unhealthy: {addr}/healthz answered {status}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {addr}/healthz: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `server.admin` of the rulebook, read without compiling it.
+fn admin_address(config: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", config.display()))?;
+    let admin = table
+        .get("server")
+        .and_then(|s| s.get("admin"))
+        .and_then(|a| a.as_str())
+        .unwrap_or("127.0.0.1:9901");
+    if admin == "off" {
+        bail!("the admin listener is off in {}", config.display());
+    }
+    Ok(admin.to_owned())
+}
+
+fn probe_healthz(addr: std::net::SocketAddr) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {line:?}")))
 }

@@ -304,10 +304,14 @@ impl Canon<'_, '_> {
             b'%' if is_double_encoded(self.src, i + 3) => {
                 return Err(PathError::DoubleEncoded { at: i });
             }
-            b';' => {
-                self.check_parameters(i)?;
-                self.keep_escape(i, byte);
-            }
+            // An upstream that decodes once sees `;`: the same setting applies.
+            b';' => match self.opts.semicolon {
+                Semicolon::Reject => return Err(PathError::Semicolon { at: i }),
+                Semicolon::Keep => {
+                    self.check_parameters(i)?;
+                    self.keep_escape(i, byte);
+                }
+            },
             _ => self.keep_escape(i, byte),
         }
         Ok(())
@@ -699,9 +703,11 @@ mod tests {
             ("/..;/admin", SEMI, Err(E::DotSegmentParameters { at: 3 })),
             ("/.;x/admin", SEMI, Err(E::DotSegmentParameters { at: 2 })),
             ("/a/%2e%2e;x", SEMI, Err(E::DotSegmentParameters { at: 9 })),
-            ("/..%3B/admin", DEF, Err(E::DotSegmentParameters { at: 3 })),
-            ("/.%3bx", DEF, Err(E::DotSegmentParameters { at: 2 })),
-            ("/a%3bb", DEF, Ok("/a%3Bb")),
+            ("/..%3B/admin", DEF, Err(E::Semicolon { at: 3 })),
+            ("/..%3B/admin", SEMI, Err(E::DotSegmentParameters { at: 3 })),
+            ("/.%3bx", SEMI, Err(E::DotSegmentParameters { at: 2 })),
+            ("/a%3bb", SEMI, Ok("/a%3Bb")),
+            ("/a%3bb", DEF, Err(E::Semicolon { at: 2 })),
             ("/x;..;/", SEMI, Ok("/x;..;/")),
             // Double encoding of dots and separators.
             ("/a/%252e%252e/", DEF, Err(E::DoubleEncoded { at: 3 })),

@@ -8,10 +8,78 @@
 
 use std::fmt::Write as _;
 
-use http::{HeaderValue, StatusCode};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 
+use crate::body::ResponseBody;
 use crate::decision::{Reason, Refusal};
 use crate::policy::Policy;
+
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The methods the gateway itself answers `OPTIONS *` and 405 with.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+/// The HTTP answer for a refusal: JSON, or HTML when the client prefers it;
+/// always `Cache-Control: no-store` and `X-Request-Id`; `WWW-Authenticate`
+/// on 401 and `Allow` on 405.
+pub fn refusal(view: &RefusalView<'_>, accept: Option<&HeaderValue>) -> Response<ResponseBody> {
+    let html = prefers_html(accept);
+    let (body, content_type) = if html {
+        (view.html(), "text/html; charset=utf-8")
+    } else {
+        (view.json(), "application/json")
+    };
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = view.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(id) = HeaderValue::from_str(view.request_id) {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    match view.reason {
+        Reason::TokenMissing => {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Reason::TokenInvalid => {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
+        Reason::MethodNotAllowed => {
+            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        _ => {}
+    }
+    response
+}
+
+/// The answer to `OPTIONS *`: 200 with `Allow`, no body.
+pub fn options_star(request_id: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::Empty);
+    let headers = response.headers_mut();
+    headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    response
+}
+
+/// A small plain-text answer (admin endpoints).
+pub fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
 
 /// Everything a refusal body shows.
 #[derive(Debug, Clone, PartialEq, Eq)]

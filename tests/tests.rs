@@ -4,4 +4,6 @@ mod auth;
 mod cli;
 mod common;
 mod decide;
+mod process;
+mod proxy;
 mod rulebook;

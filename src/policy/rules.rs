@@ -157,10 +157,10 @@ impl Boundaries {
         if rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/') {
             return true;
         }
-        (self.semicolon && rest.starts_with(';'))
+        let escape = rest.get(..3).unwrap_or("");
+        (self.semicolon && (rest.starts_with(';') || escape.eq_ignore_ascii_case("%3b")))
             || (self.encoded_slash
-                && rest.len() >= 3
-                && (rest[..3].eq_ignore_ascii_case("%2f") || rest[..3].eq_ignore_ascii_case("%5c")))
+                && (escape.eq_ignore_ascii_case("%2f") || escape.eq_ignore_ascii_case("%5c")))
     }
 }
 
@@ -638,6 +638,7 @@ mod tests {
             semicolon: true,
         };
         assert!(kept.is_under("/admin;x", "/admin"));
+        assert!(kept.is_under("/admin%3Bx", "/admin"));
         assert!(kept.is_under("/admin%2Fx", "/admin"));
         assert!(kept.is_under("/admin%5cx", "/admin"));
         assert!(!kept.is_under("/admin%41", "/admin"));

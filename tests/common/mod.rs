@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+pub mod gateway;
+pub mod process;
+pub mod stub;
+
 use std::path::{Path, PathBuf};
 
 use edgeguard::policy::{self, Loaded};
@@ -87,4 +91,44 @@ pub fn repo() -> &'static Path {
 /// The built `edgeguard` binary.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_edgeguard")
+}
+
+/// The path a mainstream upstream resolves a request path to: it decodes
+/// percent-escapes once, reads `\` as `/`, drops `;` parameters from each
+/// segment, merges slashes and resolves dot segments.
+pub fn mainstream_view(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                decoded.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        decoded.push(bytes[i]);
+        i += 1;
+    }
+    let text = String::from_utf8_lossy(&decoded).replace('\\', "/");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in text.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    format!("/{}", segments.join("/"))
+}
+
+/// Whether a mainstream upstream would serve `path` from under `prefix`.
+pub fn reaches(path: &str, prefix: &str) -> bool {
+    let view = mainstream_view(path.split('?').next().unwrap_or(""));
+    view == prefix || view.starts_with(&format!("{prefix}/"))
 }

@@ -1,0 +1,423 @@
+//! Forwarding to `upstream` routes: the upstream request built from the
+//! canonical path and the query as received, hop-by-hop headers stripped both
+//! ways before the gateway adds its own, `X-Forwarded-*` and `X-Request-Id`
+//! per SPEC 4, and a keep-alive connection pool per worker thread.
+//!
+//! Each worker thread runs its own single-threaded runtime, so the pool is a
+//! thread-local: taking and returning a connection costs no lock, and a
+//! connection's task runs on the thread that uses it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use crate::body::RequestBody;
+use crate::policy::values::UpstreamUrl;
+
+/// Idle connections kept per upstream and worker.
+const MAX_IDLE_PER_UPSTREAM: usize = 64;
+/// An idle pooled connection older than this is closed rather than reused.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(30);
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Real-IP`.
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Why a request did not get an upstream response.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// No connection could be made in `upstream_connect_timeout`.
+    #[error("cannot connect to upstream {authority}: {reason}")]
+    Unreachable {
+        /// The upstream.
+        authority: Authority,
+        /// Why.
+        reason: String,
+    },
+    /// No response head in `upstream_timeout`.
+    #[error("upstream {0} sent no response head in time")]
+    Timeout(Authority),
+    /// The connection failed while the request or response head was in flight.
+    #[error("upstream {authority} failed: {source}")]
+    Failed {
+        /// The upstream.
+        authority: Authority,
+        /// Hyper's error.
+        source: hyper::Error,
+    },
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1, plus `Proxy-Connection` and
+/// `Keep-Alive`) and every header that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about where a request came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// The TCP peer (or the PROXY-protocol address standing for it).
+    pub peer: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    pub trusted: bool,
+    /// The header that names the client, dropped from untrusted peers.
+    pub client_header: &'a HeaderName,
+    /// "https" on TLS listeners.
+    pub proto: &'static str,
+    /// The Host the client asked for, as sent (port included).
+    pub host: Option<&'a HeaderValue>,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+/// Rewrites client headers into upstream headers: hop-by-hop stripped first;
+/// then, from an untrusted peer, every forwarding header dropped; then the
+/// gateway's own `X-Forwarded-For` (the peer appended to a trusted peer's
+/// list, else the peer alone), `X-Forwarded-Proto` and `X-Forwarded-Host`
+/// (a trusted peer's kept), `X-Request-Id`, and `Host`.
+pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: HeaderValue) {
+    strip_hop_by_hop(headers);
+    let peer = origin.peer.to_string();
+    if origin.trusted {
+        let sent: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let value = if sent.is_empty() {
+            peer
+        } else {
+            format!("{}, {peer}", sent.join(", "))
+        };
+        set(headers, &X_FORWARDED_FOR, &value);
+    } else {
+        let forwarding = headers
+            .keys()
+            .filter(|name| {
+                let n = name.as_str();
+                n.starts_with("x-forwarded-") || n == "forwarded"
+            })
+            .cloned()
+            .collect::<Vec<_>>();
+        for name in forwarding {
+            headers.remove(name);
+        }
+        headers.remove(&X_REAL_IP);
+        headers.remove(origin.client_header);
+        set(headers, &X_FORWARDED_FOR, &peer);
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(origin.proto),
+        );
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Some(h) = origin.host {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+    }
+    set(headers, &crate::respond::X_REQUEST_ID, origin.request_id);
+    headers.insert(header::HOST, host);
+}
+
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// The upstream URI: the upstream's scheme and authority, the canonical path
+/// and the query as received.
+pub fn upstream_uri(upstream: &UpstreamUrl, path: &str, query: Option<&str>) -> Option<Uri> {
+    let pq = match query {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
+        None => PathAndQuery::try_from(path).ok()?,
+    };
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .ok()
+}
+
+/// Cleans an upstream response for the client: hop-by-hop headers stripped.
+pub fn client_response<B>(response: &mut Response<B>) {
+    strip_hop_by_hop(response.headers_mut());
+}
+
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+thread_local! {
+    static POOL: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
+}
+
+fn take_idle(authority: &Authority) -> Option<SendRequest<RequestBody>> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = pool.get_mut(authority)?;
+        idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() < MAX_IDLE_TIME);
+        let ready = idle.iter().rposition(|i| i.sender.is_ready())?;
+        Some(idle.swap_remove(ready).sender)
+    })
+}
+
+fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = pool.entry(authority.clone()).or_default();
+        if idle.len() >= MAX_IDLE_PER_UPSTREAM {
+            idle.remove(0);
+        }
+        idle.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
+    })
+}
+
+async fn connect(
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<SendRequest<RequestBody>, ForwardError> {
+    let unreachable = |reason: String| ForwardError::Unreachable {
+        authority: authority.clone(),
+        reason,
+    };
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| unreachable(format!("no connection within {timeout:?}")))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+/// Sends a request to its upstream (`request.uri()` carries the authority)
+/// and waits for the response head.
+pub async fn send(
+    mut request: Request<RequestBody>,
+    connect_timeout: Duration,
+    head_timeout: Duration,
+) -> Result<Response<Incoming>, ForwardError> {
+    let authority = request
+        .uri()
+        .authority()
+        .cloned()
+        .expect("upstream URIs carry an authority");
+    // Origin-form on the wire: hyper writes the URI as given.
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(path_and_query);
+    *request.version_mut() = Version::HTTP_11;
+
+    let deadline = tokio::time::Instant::now() + head_timeout;
+    let mut request = Some(request);
+    // A pooled connection the upstream closed while idle gives the request
+    // back unsent; it is then sent on a fresh connection.
+    for fresh in [false, true] {
+        let pooled = if fresh { None } else { take_idle(&authority) };
+        let reused = pooled.is_some();
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => connect(&authority, connect_timeout).await?,
+        };
+        let req = request.take().expect("request present until sent");
+        let sent = tokio::time::timeout_at(deadline, sender.try_send_request(req)).await;
+        match sent {
+            Err(_) => return Err(ForwardError::Timeout(authority)),
+            Ok(Ok(response)) => {
+                put_idle(&authority, sender);
+                return Ok(response);
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(req) if reused => request = Some(req),
+                _ => {
+                    return Err(ForwardError::Failed {
+                        authority,
+                        source: e.into_error(),
+                    });
+                }
+            },
+        }
+    }
+    Err(ForwardError::Unreachable {
+        authority,
+        reason: "connection closed before the request was sent".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<String> {
+        let mut n: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_stripped() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, X-Secret, x-forwarded-for"),
+            ("connection", "upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic x"),
+            ("x-secret", "1"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(names(&h), ["accept"]);
+    }
+
+    fn origin<'a>(
+        trusted: bool,
+        host: Option<&'a HeaderValue>,
+        name: &'a HeaderName,
+    ) -> Origin<'a> {
+        Origin {
+            peer: "192.0.2.9".parse().expect("ip"),
+            trusted,
+            client_header: name,
+            proto: "http",
+            host,
+            request_id: "abc",
+        }
+    }
+
+    #[test]
+    fn untrusted_peers_forwarding_headers_are_dropped_and_replaced() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+            ("x-forwarded-port", "1"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("cf-connecting-ip", "6.6.6.6"),
+            ("x-request-id", "client-chosen"),
+        ]);
+        let host = HeaderValue::from_static("www.example.com:8080");
+        let name = HeaderName::from_static("cf-connecting-ip");
+        upstream_headers(&mut h, &origin(false, Some(&host), &name), host.clone());
+        assert_eq!(
+            names(&h),
+            [
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-request-id"
+            ]
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "www.example.com:8080");
+        assert_eq!(h["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn trusted_peers_list_gets_the_peer_appended() {
+        let mut h = headers(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "10.0.0.1, 10.0.0.2"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let host = HeaderValue::from_static("h");
+        let name = HeaderName::from_static("x-forwarded-for");
+        upstream_headers(&mut h, &origin(true, Some(&host), &name), host.clone());
+        assert_eq!(
+            h["x-forwarded-for"],
+            "203.0.113.1, 10.0.0.1, 10.0.0.2, 192.0.2.9"
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_gateway_adds() {
+        let mut h = headers(&[("connection", "X-Forwarded-For, Host, X-Request-Id")]);
+        let host = HeaderValue::from_static("site");
+        let name = HeaderName::from_static("x-forwarded-for");
+        upstream_headers(&mut h, &origin(false, Some(&host), &name), host.clone());
+        assert_eq!(h["x-forwarded-for"], "192.0.2.9");
+        assert_eq!(h["host"], "site");
+        assert_eq!(h["x-request-id"], "abc");
+    }
+}

@@ -1,0 +1,398 @@
+//! Per request, five steps: one policy snapshot → facts (client address,
+//! target, canonical path) → the decision → forward, or a refusal → the
+//! access line. Everything shared that a request reads is behind one
+//! arc-swap load; nothing else shared is locked.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::header::{ACCEPT, AUTHORIZATION, REFERER, USER_AGENT};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::decision::{DryRunHit, Outcome, Reason, Refusal};
+use crate::evaluate::{evaluate_with_country, token_roles_of};
+use crate::facts::{RequestFacts, Target, TargetError, Token, target};
+use crate::forward::{self, ForwardError, Origin};
+use crate::geo::Country;
+use crate::log::{AccessLog, LineBuilder, LineOutcome, Logged};
+use crate::policy::{self, Policy, Route};
+use crate::request_id::{self, RequestId};
+use crate::respond::{self, RefusalView, X_REQUEST_ID};
+
+static DEFAULT_RULE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(default)"));
+
+/// What every worker shares: the live policy and the logs.
+#[derive(Debug)]
+pub struct Shared {
+    /// The policy in force; a reload stores a new one.
+    pub policy: ArcSwap<Policy>,
+    /// The access log.
+    pub access_log: Arc<AccessLog>,
+    /// Set once a policy is loaded and the listeners are bound; cleared when a
+    /// shutdown starts.
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state around a first policy.
+    pub fn new(policy: Policy, access_log: Arc<AccessLog>) -> Arc<Shared> {
+        Arc::new(Shared {
+            policy: ArcSwap::from_pointee(policy),
+            access_log,
+            ready: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address (the PROXY-protocol address when there is one).
+    pub peer: SocketAddr,
+    /// Whether the listener terminates TLS.
+    pub tls: bool,
+}
+
+/// A request id: a new one, or a trusted peer's.
+enum Id {
+    New(RequestId),
+    Kept(HeaderValue),
+}
+
+impl Id {
+    fn as_str(&self) -> &str {
+        match self {
+            Id::New(id) => id.as_str(),
+            Id::Kept(v) => v.to_str().unwrap_or(""),
+        }
+    }
+}
+
+/// One request's context once its client is known.
+struct Exchange<'a> {
+    shared: &'a Shared,
+    policy: &'a Policy,
+    conn: Conn,
+    client_ip: IpAddr,
+    id: Id,
+    ts: SystemTime,
+    start: Instant,
+}
+
+impl Exchange<'_> {
+    /// The request fields of the access line, when this request gets one.
+    /// `target` carries the path to log: the canonical one once known.
+    fn line(
+        &self,
+        parts: &Parts,
+        target: &Target<'_>,
+        country: Option<Country>,
+        dry_run: Option<&DryRunHit>,
+        allowed: bool,
+    ) -> Option<LineBuilder> {
+        use crate::config::AccessLog as Mode;
+        match self.policy.settings.access_log {
+            Mode::Off => return None,
+            Mode::Refusals if allowed => return None,
+            Mode::All | Mode::Refusals => {}
+        }
+        let mut line = LineBuilder::new(self.ts);
+        line.str("request_id", self.id.as_str())
+            .display("client_ip", self.client_ip)
+            .display("peer", self.conn.peer.ip().to_canonical())
+            .str("method", parts.method.as_str())
+            .opt("host", target.host)
+            .str("path", target.path)
+            .opt("query", target.query)
+            .str("protocol", protocol(parts.version))
+            .opt("country", country.as_ref().map(Country::as_str))
+            .bytes("user_agent", header(&parts.headers, &USER_AGENT))
+            .bytes("referer", header(&parts.headers, &REFERER));
+        if let Some(hit) = dry_run {
+            line.str("dry_run_rule", &self.policy.rule(hit.rule).name)
+                .str("dry_run_reason", hit.reason.code());
+        }
+        Some(line)
+    }
+
+    /// A response with its access line attached.
+    fn answer(
+        &self,
+        response: Response<ResponseBody>,
+        line: Option<LineBuilder>,
+        outcome: LineOutcome,
+    ) -> Response<Logged> {
+        let status = response.status().as_u16();
+        let pending = line.map(|l| {
+            l.pending(
+                outcome,
+                status,
+                self.start,
+                Arc::clone(&self.shared.access_log),
+            )
+        });
+        response.map(|body| Logged::new(body, pending))
+    }
+
+    /// The refusal response, and how it is logged.
+    fn refuse(
+        &self,
+        refusal: &Refusal,
+        roles: Option<&[String]>,
+        accept: Option<&HeaderValue>,
+        line: Option<LineBuilder>,
+    ) -> Response<Logged> {
+        let view = RefusalView::new(self.policy, refusal, roles, self.id.as_str());
+        let response = respond::refusal(&view, accept);
+        let rule = match refusal.rule {
+            Some(r) => Some(Arc::clone(&self.policy.rule(r).name)),
+            None if refusal.reason == Reason::DefaultDeny => Some(Arc::clone(&DEFAULT_RULE)),
+            None => None,
+        };
+        let decision = match refusal.reason {
+            Reason::UpstreamUnreachable | Reason::UpstreamTimeout => "error",
+            _ => "deny",
+        };
+        let outcome = LineOutcome {
+            decision,
+            reason: Some(refusal.reason),
+            rule,
+            upstream: None,
+        };
+        self.answer(response, line, outcome)
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h [u8]> {
+    headers.get(name).map(HeaderValue::as_bytes)
+}
+
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP",
+    }
+}
+
+/// Decides and answers one request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Conn,
+    request: Request<Incoming>,
+) -> Response<Logged> {
+    let start = Instant::now();
+    let ts = SystemTime::now();
+    let policy = shared.policy.load_full();
+    let (parts, body) = request.into_parts();
+
+    // 1. The client address (SPEC 4): forwarding headers only from trusted peers.
+    let peer = conn.peer.ip().to_canonical();
+    let trusted = policy.client_ip.is_trusted(peer);
+    let client_header = &policy.client_ip.header;
+    let client_ip = if trusted {
+        let values = parts.headers.get_all(client_header.header_name());
+        crate::client_ip::client_ip(peer, values, client_header, |ip| {
+            policy.client_ip.is_trusted(ip)
+        })
+    } else {
+        peer
+    };
+    let id = match parts.headers.get(&X_REQUEST_ID) {
+        Some(v) if trusted && request_id::is_acceptable(v.as_bytes()) => Id::Kept(v.clone()),
+        _ => Id::New(request_id::new()),
+    };
+    let ex = Exchange {
+        shared: &shared,
+        policy: &policy,
+        conn,
+        client_ip,
+        id,
+        ts,
+        start,
+    };
+    let accept = parts.headers.get(ACCEPT);
+
+    // 2. The target and the canonical path (SPEC 5).
+    let target = match target(&parts) {
+        Ok(t) => t,
+        Err(e) => {
+            let as_sent = Target {
+                host: None,
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+            };
+            let line = ex.line(&parts, &as_sent, None, None, false);
+            return match e {
+                TargetError::OptionsStar => {
+                    let outcome = LineOutcome {
+                        decision: "allow",
+                        ..LineOutcome::default()
+                    };
+                    ex.answer(respond::options_star(ex.id.as_str()), line, outcome)
+                }
+                TargetError::Connect => {
+                    ex.refuse(&Refusal::of(Reason::MethodNotAllowed), None, accept, line)
+                }
+                TargetError::Bad(_) => {
+                    ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line)
+                }
+            };
+        }
+    };
+    let canonical = match crate::path::canonicalize(target.path, &policy.paths) {
+        Ok(c) => c,
+        Err(_) => {
+            let line = ex.line(&parts, &target, None, None, false);
+            return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
+        }
+    };
+    let host = crate::host::normalize_host(target.host.unwrap_or(""));
+
+    // 3. The decision (SPEC 3).
+    let token = Token::from_authorization(parts.headers.get(AUTHORIZATION));
+    let facts = RequestFacts {
+        client_ip,
+        country: None,
+        method: &parts.method,
+        host: &host,
+        path: &canonical,
+        query: target.query,
+        headers: &parts.headers,
+        token,
+    };
+    let (decision, country) = evaluate_with_country(&policy, &facts);
+    let allowed = decision.is_allowed();
+    let decided = Target {
+        path: &canonical,
+        ..target
+    };
+    let line = ex.line(
+        &parts,
+        &decided,
+        country,
+        decision.dry_run_hits.first(),
+        allowed,
+    );
+    let allow_rule = match &decision.outcome {
+        Outcome::Refuse(refusal) => {
+            let roles = (refusal.reason == Reason::RoleInsufficient)
+                .then(|| token_roles_of(&policy, token))
+                .flatten();
+            return ex.refuse(refusal, roles.as_deref(), accept, line);
+        }
+        Outcome::Allow { rule } => rule.map_or_else(
+            || Arc::clone(&DEFAULT_RULE),
+            |id| Arc::clone(&policy.rule(id).name),
+        ),
+    };
+
+    // 4. The route (SPEC 6).
+    let Some(route) = policy.routes.choose(&host, &canonical) else {
+        return ex.refuse(&Refusal::of(Reason::NotFound), None, accept, line);
+    };
+    match &route.target {
+        policy::Target::Upstream(upstream) => {
+            let Some(uri) = forward::upstream_uri(upstream, &canonical, target.query) else {
+                return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
+            };
+            let client_host = target.host.and_then(|h| HeaderValue::from_str(h).ok());
+            let outcome = LineOutcome {
+                decision: "allow",
+                reason: None,
+                rule: Some(allow_rule),
+                upstream: Some(upstream.authority.clone()),
+            };
+            proxy(
+                &ex,
+                parts,
+                body,
+                trusted,
+                route,
+                uri,
+                client_host,
+                line,
+                outcome,
+            )
+            .await
+        }
+        policy::Target::Root(_) => ex.refuse(&Refusal::of(Reason::NotFound), None, accept, line),
+    }
+}
+
+/// Forwards an allowed request to its upstream.
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    ex: &Exchange<'_>,
+    mut parts: Parts,
+    body: Incoming,
+    trusted: bool,
+    route: &Route,
+    uri: http::Uri,
+    client_host: Option<HeaderValue>,
+    line: Option<LineBuilder>,
+    mut outcome: LineOutcome,
+) -> Response<Logged> {
+    let accept = parts.headers.get(ACCEPT).cloned();
+    let version = parts.version;
+    let host = match (&client_host, route.preserve_host) {
+        (Some(h), true) => h.clone(),
+        _ => uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("localhost")),
+    };
+    let origin = Origin {
+        peer: ex.conn.peer.ip().to_canonical(),
+        trusted,
+        client_header: ex.policy.client_ip.header.header_name(),
+        proto: if ex.conn.tls { "https" } else { "http" },
+        host: client_host.as_ref(),
+        request_id: ex.id.as_str(),
+    };
+    forward::upstream_headers(&mut parts.headers, &origin, host);
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let request = Request::from_parts(parts, RequestBody::Client(body));
+    let limits = &ex.policy.settings.limits;
+    match forward::send(
+        request,
+        limits.upstream_connect_timeout,
+        limits.upstream_timeout,
+    )
+    .await
+    {
+        Ok(mut response) => {
+            forward::client_response(&mut response);
+            // The client's protocol, whatever the upstream spoke.
+            *response.version_mut() = version;
+            if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
+                response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            }
+            ex.answer(response.map(ResponseBody::Upstream), line, outcome)
+        }
+        Err(e) => {
+            let reason = match e {
+                ForwardError::Timeout(_) => Reason::UpstreamTimeout,
+                ForwardError::Unreachable { .. } | ForwardError::Failed { .. } => {
+                    Reason::UpstreamUnreachable
+                }
+            };
+            tracing::warn!(request_id = ex.id.as_str(), error = %e, "upstream request failed");
+            let view = RefusalView::plain(reason, ex.id.as_str());
+            let response = respond::refusal(&view, accept.as_ref());
+            outcome.decision = "error";
+            outcome.reason = Some(reason);
+            ex.answer(response, line, outcome)
+        }
+    }
+}

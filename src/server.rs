@@ -1,0 +1,291 @@
+//! Serving: one single-threaded tokio runtime per worker thread, each with its
+//! own `SO_REUSEPORT` listener on every address (the kernel spreads
+//! connections across them), so a request never crosses threads; HTTP/1.1
+//! and h2c with prior knowledge on every connection; connection limits; and
+//! graceful shutdown (stop accepting, let in-flight requests finish for up to
+//! `shutdown_grace`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::gateway::{Conn, Shared, handle};
+use crate::policy::Limits;
+
+/// Accept backlog of each listening socket.
+const BACKLOG: i32 = 1024;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A worker thread or its runtime could not be created.
+    #[error("cannot start a worker: {0}")]
+    Worker(std::io::Error),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound public addresses (ports resolved when 0 was asked for).
+    pub listen: Vec<SocketAddr>,
+    /// The bound admin address, when the admin listener is on.
+    pub admin: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    admin_thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The shared state (policy, logs, readiness).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts a graceful shutdown: `/readyz` turns 503 and the listeners stop
+    /// accepting; in-flight requests get `shutdown_grace` to finish.
+    pub fn begin_shutdown(&self) {
+        self.shared.ready.store(false, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits for the workers to finish, then stops the admin listener.
+    pub fn wait(mut self) {
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        let _ = self.stop_admin.send(true);
+        if let Some(admin) = self.admin_thread.take() {
+            let _ = admin.join();
+        }
+    }
+
+    /// Begins a graceful shutdown and waits for it.
+    pub fn shutdown(self) {
+        self.begin_shutdown();
+        self.wait();
+    }
+}
+
+/// Binds one listening socket with `SO_REUSEPORT`, non-blocking.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Binds `count` sockets on `addr` (the first decides a port given as 0).
+fn bind_group(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, ServeError> {
+    let err = |source| ServeError::Bind { addr, source };
+    let first = bind(addr).map_err(err)?;
+    let actual = first.local_addr().map_err(err)?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(bind(actual).map_err(err)?);
+    }
+    Ok(group)
+}
+
+/// Binds every listener and starts `workers` worker threads and the admin
+/// listener; marks the gateway ready once all are bound.
+pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError> {
+    let workers = workers.max(1);
+    let policy = shared.policy.load_full();
+    let mut groups = Vec::new();
+    for addr in &policy.settings.listen {
+        groups.push(bind_group(*addr, workers)?);
+    }
+    let listen = groups
+        .iter()
+        .filter_map(|g| g[0].local_addr().ok())
+        .collect();
+    let admin_listener = match policy.settings.admin {
+        Some(addr) => Some(bind(addr).map_err(|source| ServeError::Bind { addr, source })?),
+        None => None,
+    };
+    let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let (stop, stop_rx) = watch::channel(false);
+    let connections = Arc::new(Semaphore::new(policy.settings.limits.max_connections));
+    let mut threads = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let listeners: Vec<std::net::TcpListener> = groups
+            .iter_mut()
+            .map(|g| g.pop().expect("one socket per worker"))
+            .collect();
+        let shared = Arc::clone(&shared);
+        let stop_rx = stop_rx.clone();
+        let connections = Arc::clone(&connections);
+        let thread = std::thread::Builder::new()
+            .name(format!("worker-{w}"))
+            .spawn(move || worker(shared, listeners, stop_rx, connections))
+            .map_err(ServeError::Worker)?;
+        threads.push(thread);
+    }
+    let (stop_admin, stop_admin_rx) = watch::channel(false);
+    let admin_thread = match admin_listener {
+        Some(listener) => {
+            let shared = Arc::clone(&shared);
+            Some(
+                std::thread::Builder::new()
+                    .name("admin".into())
+                    .spawn(move || crate::admin::serve(shared, listener, stop_admin_rx))
+                    .map_err(ServeError::Worker)?,
+            )
+        }
+        None => None,
+    };
+    shared.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        listen,
+        admin,
+        shared,
+        stop,
+        stop_admin,
+        workers: threads,
+        admin_thread,
+    })
+}
+
+/// One worker: accepts on its listeners until told to stop, then waits for
+/// its connections for up to `shutdown_grace`.
+fn worker(
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    stop: watch::Receiver<bool>,
+    connections: Arc<Semaphore>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // Every connection task holds a clone of `alive`; when the last is
+        // dropped, `all_done` yields None.
+        let (alive, mut all_done) = mpsc::channel::<()>(1);
+        let mut accepting = tokio::task::JoinSet::new();
+        for std_listener in listeners {
+            match TcpListener::from_std(std_listener) {
+                Ok(listener) => {
+                    accepting.spawn(accept_loop(
+                        listener,
+                        Arc::clone(&shared),
+                        Arc::clone(&connections),
+                        stop.clone(),
+                        alive.clone(),
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot register a listener"),
+            }
+        }
+        drop(alive);
+        let mut stopping = stop.clone();
+        let _ = stopping.wait_for(|s| *s).await.map(|_| ());
+        accepting.abort_all();
+        while accepting.join_next().await.is_some() {}
+        let grace = shared.policy.load().settings.limits.shutdown_grace;
+        if tokio::time::timeout(grace, all_done.recv()).await.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace over: closing the remaining connections"
+            );
+        }
+    });
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    connections: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
+        // At max_connections, stop accepting until a connection ends.
+        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn { peer, tls: false };
+        let limits = shared.policy.load().settings.limits.clone();
+        let shared = Arc::clone(&shared);
+        let mut stop = stop.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(handle(shared, conn, request).await) }
+            });
+            let builder = builder(&limits);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+            drop(alive);
+        });
+    }
+}
+
+/// The HTTP/1.1 + h2c connection builder for the current limits.
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
