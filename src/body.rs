@@ -68,8 +68,8 @@ impl Body for ResponseBody {
 pub enum RequestBody {
     /// No body (index retries, HEAD/GET re-sent by the gateway).
     Empty,
-    /// The client's body, streamed.
-    Client(Incoming),
+    /// The client's body, streamed within its limits.
+    Client(crate::limits::LimitedBody),
 }
 
 impl Body for RequestBody {

@@ -152,6 +152,22 @@ pub fn target(parts: &request::Parts) -> Result<Target<'_>, TargetError> {
     })
 }
 
+/// Refuses framing that is not unambiguous (SPEC 5), beyond what the HTTP
+/// parser already refuses: more than one Content-Length (even equal ones),
+/// and a Transfer-Encoding other than a single `chunked`.
+pub fn framing(parts: &request::Parts) -> Result<(), TargetError> {
+    use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    if parts.headers.get_all(CONTENT_LENGTH).iter().count() > 1 {
+        return Err(TargetError::Bad("several Content-Length headers"));
+    }
+    let mut codings = parts.headers.get_all(TRANSFER_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(te), None) if te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(TargetError::Bad("unsupported Transfer-Encoding")),
+    }
+}
+
 /// Whether `s` is a plausible `host[:port]` (no userinfo, no path).
 fn is_host(s: &str) -> bool {
     !s.is_empty() && !s.contains('@') && Authority::try_from(s).is_ok()

@@ -15,11 +15,13 @@ use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::body::{RequestBody, ResponseBody};
+use crate::conn::{ConnState, InFlight};
 use crate::decision::{DryRunHit, Outcome, Reason, Refusal};
 use crate::evaluate::{evaluate_with_country, token_roles_of};
-use crate::facts::{RequestFacts, Target, TargetError, Token, target};
+use crate::facts::{RequestFacts, Target, TargetError, Token, framing, target};
 use crate::forward::{self, ForwardError, Origin};
 use crate::geo::Country;
+use crate::limits::{BodyLimit, LimitedBody};
 use crate::log::{AccessLog, LineBuilder, LineOutcome, Logged};
 use crate::policy::{self, Policy, Route};
 use crate::request_id::{self, RequestId};
@@ -79,6 +81,8 @@ struct Exchange<'a> {
     shared: &'a Shared,
     policy: &'a Policy,
     conn: Conn,
+    state: &'a Arc<ConnState>,
+    in_flight: InFlight,
     client_ip: IpAddr,
     id: Id,
     ts: SystemTime,
@@ -123,7 +127,7 @@ impl Exchange<'_> {
 
     /// A response with its access line attached.
     fn answer(
-        &self,
+        self,
         response: Response<ResponseBody>,
         line: Option<LineBuilder>,
         outcome: LineOutcome,
@@ -137,19 +141,25 @@ impl Exchange<'_> {
                 Arc::clone(&self.shared.access_log),
             )
         });
-        response.map(|body| Logged::new(body, pending))
+        let in_flight = Some(self.in_flight);
+        response.map(|body| Logged::new(body, pending, in_flight))
     }
 
     /// The refusal response, and how it is logged.
     fn refuse(
-        &self,
+        self,
         refusal: &Refusal,
         roles: Option<&[String]>,
         accept: Option<&HeaderValue>,
         line: Option<LineBuilder>,
     ) -> Response<Logged> {
         let view = RefusalView::new(self.policy, refusal, roles, self.id.as_str());
-        let response = respond::refusal(&view, accept);
+        let mut response = respond::refusal(&view, accept);
+        if refusal.status == http::StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let rule = match refusal.rule {
             Some(r) => Some(Arc::clone(&self.policy.rule(r).name)),
             None if refusal.reason == Reason::DefaultDeny => Some(Arc::clone(&DEFAULT_RULE)),
@@ -184,12 +194,14 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
-/// Decides and answers one request.
+/// Decides and answers one request that came on the connection of `state`.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Conn,
+    state: Arc<ConnState>,
     request: Request<Incoming>,
 ) -> Response<Logged> {
+    let in_flight = InFlight::start(&state);
     let start = Instant::now();
     let ts = SystemTime::now();
     let policy = shared.policy.load_full();
@@ -215,6 +227,8 @@ pub async fn handle(
         shared: &shared,
         policy: &policy,
         conn,
+        state: &state,
+        in_flight,
         client_ip,
         id,
         ts,
@@ -222,8 +236,14 @@ pub async fn handle(
     };
     let accept = parts.headers.get(ACCEPT);
 
-    // 2. The target and the canonical path (SPEC 5).
-    let target = match target(&parts) {
+    // 2. Framing, the target and the canonical path (SPEC 5).
+    let duplicate_length = state.take_duplicate_length();
+    let framed = if duplicate_length {
+        Err(TargetError::Bad("several Content-Length headers"))
+    } else {
+        framing(&parts)
+    };
+    let target = match framed.and_then(|()| target(&parts)) {
         Ok(t) => t,
         Err(e) => {
             let as_sent = Target {
@@ -238,7 +258,8 @@ pub async fn handle(
                         decision: "allow",
                         ..LineOutcome::default()
                     };
-                    ex.answer(respond::options_star(ex.id.as_str()), line, outcome)
+                    let response = respond::options_star(ex.id.as_str());
+                    ex.answer(response, line, outcome)
                 }
                 TargetError::Connect => {
                     ex.refuse(&Refusal::of(Reason::MethodNotAllowed), None, accept, line)
@@ -313,7 +334,7 @@ pub async fn handle(
                 upstream: Some(upstream.authority.clone()),
             };
             proxy(
-                &ex,
+                ex,
                 parts,
                 body,
                 trusted,
@@ -329,10 +350,30 @@ pub async fn handle(
     }
 }
 
+/// Whether a request asks to switch protocols to something the gateway
+/// passes through (WebSocket and the like; never h2c).
+fn upgrade_token(parts: &Parts) -> Option<HeaderValue> {
+    if parts.version != Version::HTTP_11 {
+        return None;
+    }
+    let upgrade = parts.headers.get(http::header::UPGRADE)?;
+    let connection_says_upgrade = parts
+        .headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let h2c = upgrade.to_str().map_or(true, |u| {
+        u.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c"))
+    });
+    (connection_says_upgrade && !h2c).then(|| upgrade.clone())
+}
+
 /// Forwards an allowed request to its upstream.
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
-    ex: &Exchange<'_>,
+    ex: Exchange<'_>,
     mut parts: Parts,
     body: Incoming,
     trusted: bool,
@@ -344,6 +385,25 @@ async fn proxy(
 ) -> Response<Logged> {
     let accept = parts.headers.get(ACCEPT).cloned();
     let version = parts.version;
+    let limits = &ex.policy.settings.limits;
+    // A declared length over the limit is refused before the upstream hears of it.
+    if let (Some(max), Some(length)) = (
+        limits.max_body_bytes,
+        hyper::body::Body::size_hint(&body).exact(),
+    ) {
+        if length > max {
+            return ex.refuse(
+                &Refusal::of(Reason::BodyTooLarge),
+                None,
+                accept.as_ref(),
+                line,
+            );
+        }
+    }
+    let upgrade = upgrade_token(&parts);
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     let host = match (&client_host, route.preserve_host) {
         (Some(h), true) => h.clone(),
         _ => uri
@@ -360,10 +420,17 @@ async fn proxy(
         request_id: ex.id.as_str(),
     };
     forward::upstream_headers(&mut parts.headers, &origin, host);
+    if let (Some(token), Some(_)) = (&upgrade, &client_upgrade) {
+        parts.headers.insert(http::header::UPGRADE, token.clone());
+        parts.headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+    }
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    let body = LimitedBody::new(body, limits.max_body_bytes, limits.body_timeout);
     let request = Request::from_parts(parts, RequestBody::Client(body));
-    let limits = &ex.policy.settings.limits;
     match forward::send(
         request,
         limits.upstream_connect_timeout,
@@ -372,27 +439,83 @@ async fn proxy(
     .await
     {
         Ok(mut response) => {
+            let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            let upstream_upgrade = response.headers().get(http::header::UPGRADE).cloned();
             forward::client_response(&mut response);
             // The client's protocol, whatever the upstream spoke.
             *response.version_mut() = version;
             if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
                 response.headers_mut().insert(X_REQUEST_ID.clone(), id);
             }
+            if let (true, Some(client), Some(token)) = (switching, client_upgrade, upstream_upgrade)
+            {
+                let headers = response.headers_mut();
+                headers.insert(http::header::UPGRADE, token);
+                headers.insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_static("upgrade"),
+                );
+                let upstream = hyper::upgrade::on(&mut response);
+                let guard = InFlight::start(ex.state);
+                tokio::spawn(splice(client, upstream, limits.idle_timeout, guard));
+                return ex.answer(response.map(|_| ResponseBody::Empty), line, outcome);
+            }
             ex.answer(response.map(ResponseBody::Upstream), line, outcome)
         }
         Err(e) => {
-            let reason = match e {
-                ForwardError::Timeout(_) => Reason::UpstreamTimeout,
-                ForwardError::Unreachable { .. } | ForwardError::Failed { .. } => {
-                    Reason::UpstreamUnreachable
+            let limit = match &e {
+                ForwardError::Failed { source, .. } => BodyLimit::find(source),
+                _ => None,
+            };
+            let refusal = match (limit, &e) {
+                (Some(BodyLimit::TooLarge(_)), _) => Refusal::of(Reason::BodyTooLarge),
+                (Some(BodyLimit::Timeout(_)), _) => Refusal {
+                    status: http::StatusCode::REQUEST_TIMEOUT,
+                    ..Refusal::of(Reason::BadRequest)
+                },
+                (None, ForwardError::Timeout(_)) => Refusal::of(Reason::UpstreamTimeout),
+                (None, ForwardError::Unreachable { .. } | ForwardError::Failed { .. }) => {
+                    Refusal::of(Reason::UpstreamUnreachable)
                 }
             };
-            tracing::warn!(request_id = ex.id.as_str(), error = %e, "upstream request failed");
-            let view = RefusalView::plain(reason, ex.id.as_str());
-            let response = respond::refusal(&view, accept.as_ref());
-            outcome.decision = "error";
-            outcome.reason = Some(reason);
-            ex.answer(response, line, outcome)
+            if limit.is_none() {
+                tracing::warn!(request_id = ex.id.as_str(), error = %e, "upstream request failed");
+            }
+            let _ = &mut outcome;
+            ex.refuse(&refusal, None, accept.as_ref(), line)
         }
     }
+}
+
+/// Copies bytes both ways between an upgraded client connection and its
+/// upstream until either side closes or neither sends for `idle`.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: std::time::Duration,
+    _in_flight: InFlight,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else {
+        return;
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    let mut from_client = vec![0u8; 16 * 1024];
+    let mut from_upstream = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            read = client.read(&mut from_client) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if upstream.write_all(&from_client[..n]).await.is_err() { break },
+            },
+            read = upstream.read(&mut from_upstream) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => if client.write_all(&from_upstream[..n]).await.is_err() { break },
+            },
+            () = tokio::time::sleep(idle) => break,
+        }
+    }
+    let _ = client.shutdown().await;
+    let _ = upstream.shutdown().await;
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::body::{BodyError, ResponseBody};
+use crate::conn::InFlight;
 use crate::decision::Reason;
 use crate::respond::json_string;
 
@@ -203,20 +204,27 @@ impl PendingLine {
     }
 }
 
-/// A response body that writes its access line when it ends or is dropped.
+/// A response body that writes its access line when it ends or is dropped,
+/// and holds its request's [`InFlight`] mark on the connection until then.
 #[derive(Debug)]
 pub struct Logged {
     inner: ResponseBody,
     line: Option<PendingLine>,
+    in_flight: Option<InFlight>,
     sent: u64,
 }
 
 impl Logged {
     /// Wraps `inner`; `line` is written when it ends (nothing when `None`).
-    pub fn new(inner: ResponseBody, line: Option<PendingLine>) -> Logged {
+    pub fn new(
+        inner: ResponseBody,
+        line: Option<PendingLine>,
+        in_flight: Option<InFlight>,
+    ) -> Logged {
         Logged {
             inner,
             line,
+            in_flight,
             sent: 0,
         }
     }
@@ -225,6 +233,7 @@ impl Logged {
         if let Some(line) = self.line.take() {
             line.finish(self.sent);
         }
+        self.in_flight = None;
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
@@ -51,6 +51,11 @@ pub fn refusal(view: &RefusalView<'_>, accept: Option<&HeaderValue>) -> Response
         }
         Reason::MethodNotAllowed => {
             headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        }
+        // A request that could not be read, or whose body was not read to
+        // its end, leaves the connection in no state to carry another.
+        Reason::BadRequest | Reason::BodyTooLarge => {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         _ => {}
     }

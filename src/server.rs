@@ -18,6 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::conn::{ConnState, Watched, read_proxy_header};
 use crate::gateway::{Conn, Shared, handle};
 use crate::policy::Limits;
 
@@ -244,32 +245,150 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Conn { peer, tls: false };
-        let limits = shared.policy.load().settings.limits.clone();
         let shared = Arc::clone(&shared);
         let mut stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(handle(shared, conn, request).await) }
-            });
-            let builder = builder(&limits);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(shared, stream, peer, &mut stop).await;
             drop(permit);
             drop(alive);
         });
+    }
+}
+
+/// Serves one accepted connection until it ends or the worker stops (then
+/// gracefully: requests in flight finish, no new ones start).
+async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: tokio::net::TcpStream,
+    mut peer: SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let policy = shared.policy.load_full();
+    let limits = policy.settings.limits.clone();
+    let mut prefix = bytes::Bytes::new();
+    // SPEC 4: from a trusted peer, the PROXY header's address stands for the
+    // peer; a trusted peer without a valid one is disconnected.
+    if policy.client_ip.proxy_protocol && policy.client_ip.is_trusted(peer.ip().to_canonical()) {
+        match read_proxy_header(&mut stream, limits.header_timeout).await {
+            Ok((source, rest)) => {
+                if let Some(source) = source {
+                    peer = source;
+                }
+                prefix = rest;
+            }
+            Err(e) => {
+                let kind = ConnErrorKind::ProxyProtocol.label();
+                tracing::info!(peer = %peer, kind, error = %e, "connection error");
+                return;
+            }
+        }
+    }
+    drop(policy);
+    let conn = Conn { peer, tls: false };
+    let state = ConnState::new();
+    let io = Watched::new(
+        stream,
+        prefix,
+        Arc::clone(&state),
+        limits.header_timeout,
+        limits.idle_timeout,
+    );
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(handle(shared, conn, state, request).await) }
+    });
+    let builder = builder(&limits);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        let kind = ConnErrorKind::of(&*e);
+        match kind {
+            ConnErrorKind::IdleTimeout | ConnErrorKind::Io => {
+                tracing::debug!(peer = %peer, kind = kind.label(), error = %e, "connection ended");
+            }
+            _ => tracing::info!(peer = %peer, kind = kind.label(), error = %e, "connection error"),
+        }
+    }
+}
+
+/// Why a connection ended abnormally (`edgeguard_connection_errors_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnErrorKind {
+    /// The HTTP parser refused a request head (answered 400 by it).
+    BadRequest,
+    /// A request head over `max_header_bytes` (answered 431 by the parser).
+    HeadersTooLarge,
+    /// A request head not received within `header_timeout`.
+    HeaderTimeout,
+    /// No request within `idle_timeout` (a normal end of keep-alive).
+    IdleTimeout,
+    /// A trusted peer sent no valid PROXY protocol header.
+    ProxyProtocol,
+    /// The connection failed or was reset.
+    Io,
+}
+
+impl ConnErrorKind {
+    /// Every kind, for metrics.
+    pub const ALL: [ConnErrorKind; 6] = [
+        ConnErrorKind::BadRequest,
+        ConnErrorKind::HeadersTooLarge,
+        ConnErrorKind::HeaderTimeout,
+        ConnErrorKind::IdleTimeout,
+        ConnErrorKind::ProxyProtocol,
+        ConnErrorKind::Io,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnErrorKind::BadRequest => "bad_request",
+            ConnErrorKind::HeadersTooLarge => "headers_too_large",
+            ConnErrorKind::HeaderTimeout => "header_timeout",
+            ConnErrorKind::IdleTimeout => "idle_timeout",
+            ConnErrorKind::ProxyProtocol => "proxy_protocol",
+            ConnErrorKind::Io => "io",
+        }
+    }
+
+    /// Classifies a connection error by its source chain.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> ConnErrorKind {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_parse_too_large() {
+                    return ConnErrorKind::HeadersTooLarge;
+                }
+                if h.is_parse() || h.is_parse_version_h2() {
+                    return ConnErrorKind::BadRequest;
+                }
+                if h.is_timeout() {
+                    return ConnErrorKind::HeaderTimeout;
+                }
+            }
+            let timeout = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<crate::conn::ConnTimeout>())
+                .or_else(|| e.downcast_ref::<crate::conn::ConnTimeout>());
+            if let Some(t) = timeout {
+                return match t {
+                    crate::conn::ConnTimeout::Idle => ConnErrorKind::IdleTimeout,
+                    crate::conn::ConnTimeout::Header => ConnErrorKind::HeaderTimeout,
+                };
+            }
+            cause = e.source();
+        }
+        ConnErrorKind::Io
     }
 }
 
@@ -279,7 +398,10 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // The connection's own clock (conn::Watched) times request heads and
+        // idle keep-alive separately; hyper's would close idle connections
+        // after header_timeout.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder

@@ -50,6 +50,31 @@ fn a_rulebook_that_does_not_load_exits_1_with_located_errors() {
     );
 }
 
+#[test]
+fn connection_errors_the_parser_answers_itself_are_logged_with_their_kind() {
+    let stub = Stub::start();
+    let book = rulebook(stub.addr).replace(
+        "shutdown_grace = \"5s\"",
+        "shutdown_grace = \"5s\"\nheader_timeout = \"300ms\"\nmax_header_bytes = 8192",
+    );
+    let gw = Process::start(&book, &[], &[]);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
+    let r = crate::common::gateway::raw(gw.addr, big.as_bytes());
+    assert_eq!(r.status, 431);
+    let mut slow = std::net::TcpStream::connect(gw.addr).expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        .expect("write");
+    let logged = |kind: &str| {
+        gw.wait_line(&format!("\"kind\":\"{kind}\""), Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no {kind} line in:\n{}", gw.lines().join("\n")))
+    };
+    assert!(logged("headers_too_large").contains("connection error"));
+    assert!(logged("header_timeout").contains("connection error"));
+}
+
 /// A large upload streams through: the gateway's peak memory stays far below
 /// the body's size.
 #[test]

@@ -2,8 +2,11 @@
 
 mod auth;
 mod cli;
+mod client_address;
 mod common;
 mod decide;
+mod edge;
+mod framing;
 mod process;
 mod proxy;
 mod rulebook;

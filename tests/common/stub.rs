@@ -7,6 +7,7 @@
 //! - `/hop`: answers with hop-by-hop headers and a `Connection`-named header
 //! - `/stream-out/N`: answers with N chunks, 20 ms apart
 //! - `/status/CODE`: answers CODE
+//! - `/ws` with `Upgrade: websocket`: switches protocols, then echoes bytes
 //! - anything else: 200 `ok`, the body recorded (up to 1 MiB)
 
 #![allow(dead_code)]
@@ -144,11 +145,42 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 async fn answer(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     events: mpsc::Sender<String>,
 ) -> Response<Body> {
+    if req.uri().path().ends_with("/ws") && req.headers().contains_key("upgrade") {
+        seen.lock().expect("lock").push(Seen {
+            method: req.method().to_string(),
+            target: req.uri().to_string(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            body: Vec::new(),
+            peer,
+        });
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut r = full(101, "");
+        let h = r.headers_mut();
+        h.insert("upgrade", "websocket".parse().expect("value"));
+        h.insert("connection", "Upgrade".parse().expect("value"));
+        h.insert(
+            "sec-websocket-accept",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().expect("value"),
+        );
+        return r;
+    }
     let (parts, mut body) = req.into_parts();
     let target = parts
         .uri
