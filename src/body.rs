@@ -20,6 +20,8 @@ pub enum ResponseBody {
     Full(Option<Bytes>),
     /// Streamed from an upstream.
     Upstream(Incoming),
+    /// Streamed from a file of a `root` route.
+    File(crate::files::FileBody),
 }
 
 impl ResponseBody {
@@ -41,6 +43,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ResponseBody::File(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -49,6 +52,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.is_end_stream(),
+            ResponseBody::File(body) => body.is_end_stream(),
         }
     }
 
@@ -59,6 +63,7 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             ResponseBody::Upstream(body) => body.size_hint(),
+            ResponseBody::File(body) => body.size_hint(),
         }
     }
 }

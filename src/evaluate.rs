@@ -108,11 +108,7 @@ fn evaluate_inner(
             }
             continue;
         }
-        if let Some(failed) = rule
-            .conditions
-            .iter()
-            .find(|c| !holds(c, policy, facts, &mut lazy))
-        {
+        if let Some(failed) = first_failure(rule, policy, facts, &mut lazy) {
             if let Some(t) = trace.as_deref_mut() {
                 let why = describe_failure(failed, facts, &mut lazy, policy);
                 t.push(TraceEntry {
@@ -160,6 +156,32 @@ fn evaluate_inner(
         dry_run_hits,
     };
     (decision, lazy.country)
+}
+
+/// The first condition of `rule` that does not hold, or `None` when the rule
+/// matches — for the canonical path or for the upstream's reading of it.
+fn first_failure<'r, 'f>(
+    rule: &'r Rule,
+    policy: &Policy,
+    facts: &RequestFacts<'f>,
+    lazy: &mut Lazy<'f>,
+) -> Option<&'r Condition> {
+    let failed = rule
+        .conditions
+        .iter()
+        .find(|c| !holds(c, policy, facts, lazy))?;
+    let Some(upstream_path) = facts.upstream_path else {
+        return Some(failed);
+    };
+    let read_upstream = RequestFacts {
+        path: upstream_path,
+        ..*facts
+    };
+    let matches = rule
+        .conditions
+        .iter()
+        .all(|c| holds(c, policy, &read_upstream, lazy));
+    (!matches).then_some(failed)
 }
 
 enum Effect {

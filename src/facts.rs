@@ -29,6 +29,10 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     /// The canonical path (SPEC 5).
     pub path: &'a str,
+    /// How a mainstream upstream reads `path`, when the `[paths]` settings
+    /// make that differ (`path::upstream_view`); rules hold when they hold
+    /// for either.
+    pub upstream_path: Option<&'a str>,
     /// The query as received, without the `?`.
     pub query: Option<&'a str>,
     /// The request headers (for `header_regex` and the Referer).
@@ -168,9 +172,19 @@ pub fn framing(parts: &request::Parts) -> Result<(), TargetError> {
     }
 }
 
-/// Whether `s` is a plausible `host[:port]` (no userinfo, no path).
+/// Whether `s` is a plausible `host[:port]` (no userinfo, no path, a
+/// numeric port).
 fn is_host(s: &str) -> bool {
-    !s.is_empty() && !s.contains('@') && Authority::try_from(s).is_ok()
+    let Ok(authority) = Authority::try_from(s) else {
+        return false;
+    };
+    let port_ok = match s.rsplit_once(':') {
+        // An IPv6 literal without brackets has colons but no port.
+        Some((host, _)) if !host.ends_with(']') && host.contains(':') => true,
+        Some((_, port)) => port.parse::<u16>().is_ok() || port.is_empty(),
+        None => true,
+    };
+    !s.is_empty() && !s.contains('@') && port_ok && !authority.host().is_empty()
 }
 
 #[cfg(test)]
@@ -284,6 +298,27 @@ mod tests {
                 V::HTTP_11,
                 &["u@h"][..],
                 TargetError::Bad("invalid Host header"),
+            ),
+            (
+                "GET",
+                "/",
+                V::HTTP_11,
+                &["h:abc"][..],
+                TargetError::Bad("invalid Host header"),
+            ),
+            (
+                "GET",
+                "/",
+                V::HTTP_11,
+                &["h:99999"][..],
+                TargetError::Bad("invalid Host header"),
+            ),
+            (
+                "GET",
+                "http://h:abc/p",
+                V::HTTP_11,
+                &["h"][..],
+                TargetError::Bad("invalid authority in the target"),
             ),
             (
                 "GET",

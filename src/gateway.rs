@@ -278,6 +278,7 @@ pub async fn handle(
         }
     };
     let host = crate::host::normalize_host(target.host.unwrap_or(""));
+    let upstream_path = crate::path::upstream_view(&canonical, &policy.paths);
 
     // 3. The decision (SPEC 3).
     let token = Token::from_authorization(parts.headers.get(AUTHORIZATION));
@@ -287,6 +288,7 @@ pub async fn handle(
         method: &parts.method,
         host: &host,
         path: &canonical,
+        upstream_path: upstream_path.as_deref(),
         query: target.query,
         headers: &parts.headers,
         token,

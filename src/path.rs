@@ -163,6 +163,79 @@ pub enum PathError {
         /// Offset of the `%2F`/`%5C`, or of the end of the segment.
         at: usize,
     },
+    /// With `merge_slashes = false`, a `..` right after an empty segment
+    /// (`/a//../b`), which upstreams that merge slashes and upstreams that do
+    /// not resolve to different paths.
+    #[error("'..' after an empty segment at offset {at} in path")]
+    EmptySegmentDotDot {
+        /// Offset of the end of the `..` segment.
+        at: usize,
+    },
+}
+
+/// How a mainstream upstream — one that decodes once, reads `\` as `/`,
+/// drops `;` parameters and merges slashes — reads a canonical path, when the
+/// `[paths]` settings keep something it reads differently: `%2F`/`%5C` kept
+/// (it reads `/`), `;` kept (it drops the parameters, `%3B` included),
+/// repeated slashes kept (it merges them). `None` when it reads the path as
+/// it is, which is always the case with the default settings.
+///
+/// Rules hold for a request when they hold for either reading, so that a
+/// path the upstream resolves into a denied area is denied.
+pub fn upstream_view(canonical: &str, opts: &PathOptions) -> Option<String> {
+    let keeps_slash = opts.encoded_slash == EncodedSlash::Keep;
+    let keeps_params = opts.semicolon == Semicolon::Keep;
+    if opts.merge_slashes && !keeps_slash && !keeps_params {
+        return None;
+    }
+    let mut decoded = String::with_capacity(canonical.len());
+    let bytes = canonical.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = canonical.get(i..i + 3).unwrap_or("");
+        if keeps_slash && (escape.eq_ignore_ascii_case("%2F") || escape.eq_ignore_ascii_case("%5C"))
+        {
+            decoded.push('/');
+            i += 3;
+        } else {
+            decoded.push(char::from(bytes[i]));
+            i += 1;
+        }
+    }
+    // A last segment that is empty once its parameters are dropped leaves a
+    // trailing slash (`/docs/;x` reads as `/docs/`).
+    let mut trailing = false;
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = if keeps_params {
+            let cut = segment
+                .find(';')
+                .into_iter()
+                .chain(segment.to_ascii_lowercase().find("%3b"))
+                .min()
+                .unwrap_or(segment.len());
+            &segment[..cut]
+        } else {
+            segment
+        };
+        trailing = matches!(segment, "" | "." | "..");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut view = String::with_capacity(decoded.len());
+    for s in &segments {
+        view.push('/');
+        view.push_str(s);
+    }
+    if trailing || view.is_empty() {
+        view.push('/');
+    }
+    (view != canonical).then_some(view)
 }
 
 /// Canonicalizes the path component of a request target (without the query: the caller
@@ -368,6 +441,12 @@ impl Canon<'_, '_> {
             b".." => {
                 // Drop `..` and the segment before it, if any (the root stays).
                 let before = &self.out.bytes()[..self.seg - 1];
+                // `/a//..` is `/a/` to an upstream that keeps empty segments
+                // and `/` to one that merges slashes first: refused.
+                let above_empty = before.ends_with(b"/") && before.iter().any(|&b| b != b'/');
+                if !self.opts.merge_slashes && above_empty {
+                    return Err(PathError::EmptySegmentDotDot { at });
+                }
                 let keep = before.iter().rposition(|&b| b == b'/').map_or(1, |p| p + 1);
                 self.out.truncate(keep);
                 Closed::Dropped
@@ -579,6 +658,50 @@ mod tests {
     }
 
     #[test]
+    fn upstream_view_reads_what_a_mainstream_upstream_reads() {
+        let lax = PathOptions {
+            merge_slashes: false,
+            encoded_slash: EncodedSlash::Keep,
+            backslash: Backslash::Reject,
+            semicolon: Semicolon::Keep,
+        };
+        let table: [(&str, PathOptions, Option<&str>); 15] = [
+            ("/admin", DEF, None),
+            ("/a/b/", DEF, None),
+            ("//admin", NOMERGE, Some("/admin")),
+            ("/a//b/", NOMERGE, Some("/a/b/")),
+            ("/a/b", NOMERGE, None),
+            ("/%2Fadmin", KEEP, Some("/admin")),
+            ("/private/docs%2F", KEEP, Some("/private/docs/")),
+            ("/x%5C.env", KEEP, Some("/x/.env")),
+            ("/a%2Fb", KEEP, Some("/a/b")),
+            ("/;x/admin", SEMI, Some("/admin")),
+            ("/db.sql;x", SEMI, Some("/db.sql")),
+            ("/db.sql%3Bx", SEMI, Some("/db.sql")),
+            ("/a;b/c", SEMI, Some("/a/c")),
+            ("/private/docs/;x", SEMI, Some("/private/docs/")),
+            ("/%2F;x/%2Fadmin;y/", lax, Some("/admin/")),
+        ];
+        for (canonical, opts, expected) in table {
+            assert_eq!(
+                upstream_view(canonical, &opts).as_deref(),
+                expected,
+                "{canonical}"
+            );
+        }
+    }
+
+    #[test]
+    fn dot_dot_after_an_empty_segment_is_refused_without_merging() {
+        assert_eq!(
+            canonicalize("/a//../b", &NOMERGE),
+            Err(PathError::EmptySegmentDotDot { at: 6 })
+        );
+        assert_eq!(canonicalize("/a//../b", &DEF).as_deref(), Ok("/b"));
+        assert_eq!(canonicalize("/a/b/../c", &NOMERGE).as_deref(), Ok("/a/c"));
+    }
+
+    #[test]
     fn default_options_are_the_spec_defaults() {
         assert_eq!(PathOptions::default(), DEF);
     }
@@ -645,8 +768,9 @@ mod tests {
             ("/admin//x", NOMERGE, Ok("/admin//x")),
             ("/admin///", DEF, Ok("/admin/")),
             ("/a//../b", DEF, Ok("/b")),
-            ("/a//../b", NOMERGE, Ok("/a/b")),
-            ("/a//..", NOMERGE, Ok("/a/")),
+            ("/a//../b", NOMERGE, Err(E::EmptySegmentDotDot { at: 6 })),
+            ("//../b", NOMERGE, Ok("/b")),
+            ("/a//..", NOMERGE, Err(E::EmptySegmentDotDot { at: 6 })),
             ("/..//x", NOMERGE, Ok("//x")),
             ("/a//.", NOMERGE, Ok("/a//")),
             // Unreserved escapes are decoded, others upper-cased.
@@ -1053,6 +1177,10 @@ mod tests {
         ])) {
             let input = format!("/{input}");
             for opts in all_options() {
+                // `/a//..` is ambiguous without merging, and refused on purpose.
+                if !opts.merge_slashes && input.contains("//") {
+                    continue;
+                }
                 prop_assert!(canonicalize(&input, &opts).is_ok(), "{input:?} with {opts:?}");
             }
         }

@@ -94,12 +94,14 @@ pub fn run(policy: &Policy, probe: &Probe) -> ProbeResult {
     let (decision, trace) = match &canonical {
         Ok(canonical_path) => {
             let host = crate::host::normalize_host(&probe.host);
+            let upstream_path = crate::path::upstream_view(canonical_path, &policy.paths);
             let facts = RequestFacts {
                 client_ip: probe.ip.to_canonical(),
                 country,
                 method: &probe.method,
                 host: &host,
                 path: canonical_path,
+                upstream_path: upstream_path.as_deref(),
                 query,
                 headers: &probe.headers,
                 token,

@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod client_address;
 mod common;
+mod corpus;
 mod decide;
 mod edge;
 mod framing;
