@@ -19,6 +19,7 @@ use crate::conn::{ConnState, InFlight};
 use crate::decision::{DryRunHit, Outcome, Reason, Refusal};
 use crate::evaluate::{evaluate_with_country, token_roles_of};
 use crate::facts::{RequestFacts, Target, TargetError, Token, framing, target};
+use crate::files::{self, Served};
 use crate::forward::{self, ForwardError, Origin};
 use crate::geo::Country;
 use crate::limits::{BodyLimit, LimitedBody};
@@ -123,6 +124,18 @@ impl Exchange<'_> {
                 .str("dry_run_reason", hit.reason.code());
         }
         Some(line)
+    }
+
+    /// Where the request came from, for the upstream's forwarding headers.
+    fn origin<'h>(&'h self, trusted: bool, host: Option<&'h HeaderValue>) -> Origin<'h> {
+        Origin {
+            peer: self.conn.peer.ip().to_canonical(),
+            trusted,
+            client_header: self.policy.client_ip.header.header_name(),
+            proto: if self.conn.tls { "https" } else { "http" },
+            host,
+            request_id: self.id.as_str(),
+        }
     }
 
     /// A response with its access line attached.
@@ -323,17 +336,85 @@ pub async fn handle(
     let Some(route) = policy.routes.choose(&host, &canonical) else {
         return ex.refuse(&Refusal::of(Reason::NotFound), None, accept, line);
     };
+    // SPEC 6: index candidates are decided like requests of their own.
+    let decide = |candidate: &str| decide_rewritten(&policy, &facts, candidate);
     match &route.target {
+        policy::Target::Root(root) => {
+            let served = files::serve(
+                root,
+                &route.index,
+                route.autoindex,
+                &parts.method,
+                &canonical,
+                target.query,
+                &parts.headers,
+                &decide,
+            )
+            .await;
+            match served {
+                Served::Response(mut response) => {
+                    if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
+                        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+                    }
+                    let outcome = LineOutcome {
+                        decision: "allow",
+                        reason: None,
+                        rule: Some(allow_rule),
+                        upstream: None,
+                    };
+                    ex.answer(response, line, outcome)
+                }
+                Served::Refused(refusal) => {
+                    let mut response = ex.refuse(&refusal, None, accept, line);
+                    if refusal.reason == Reason::MethodNotAllowed {
+                        response
+                            .headers_mut()
+                            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                    }
+                    response
+                }
+            }
+        }
         policy::Target::Upstream(upstream) => {
-            let Some(uri) = forward::upstream_uri(upstream, &canonical, target.query) else {
-                return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
-            };
             let client_host = target.host.and_then(|h| HeaderValue::from_str(h).ok());
             let outcome = LineOutcome {
                 decision: "allow",
                 reason: None,
                 rule: Some(allow_rule),
                 upstream: Some(upstream.authority.clone()),
+            };
+            let wants_index = !route.index.is_empty()
+                && canonical.ends_with('/')
+                && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
+                && upgrade_token(&parts).is_none();
+            let ex = if wants_index {
+                let found = index_fallback(
+                    ex,
+                    &parts,
+                    trusted,
+                    route,
+                    upstream,
+                    &canonical,
+                    target.query,
+                    client_host.clone(),
+                    &decide,
+                )
+                .await;
+                match found {
+                    IndexFound::Response(ex, response) => {
+                        return ex.answer(*response, line, outcome);
+                    }
+                    IndexFound::Refused(ex, refusal) => {
+                        return ex.refuse(&refusal, None, accept, line);
+                    }
+                    // autoindex: the bare directory path is forwarded as is.
+                    IndexFound::None(ex) => ex,
+                }
+            } else {
+                ex
+            };
+            let Some(uri) = forward::upstream_uri(upstream, &canonical, target.query) else {
+                return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
             };
             proxy(
                 ex,
@@ -348,7 +429,114 @@ pub async fn handle(
             )
             .await
         }
-        policy::Target::Root(_) => ex.refuse(&Refusal::of(Reason::NotFound), None, accept, line),
+    }
+}
+
+/// Decides a path the gateway rewrote (an index candidate, a listing entry)
+/// like a request of its own, with the request's other facts.
+fn decide_rewritten(policy: &Policy, facts: &RequestFacts<'_>, path: &str) -> Result<(), Refusal> {
+    let upstream_path = crate::path::upstream_view(path, &policy.paths);
+    let rewritten = RequestFacts {
+        path,
+        upstream_path: upstream_path.as_deref(),
+        ..*facts
+    };
+    match crate::evaluate::evaluate(policy, &rewritten).outcome {
+        Outcome::Allow { .. } => Ok(()),
+        Outcome::Refuse(refusal) => Err(refusal),
+    }
+}
+
+/// What the index names of an upstream route gave.
+enum IndexFound<'a> {
+    /// The first index the upstream did not answer 404 for.
+    Response(Exchange<'a>, Box<Response<ResponseBody>>),
+    /// A candidate was refused by the rules, or all were 404 without autoindex.
+    Refused(Exchange<'a>, Refusal),
+    /// All were 404 and the route has autoindex.
+    None(Exchange<'a>),
+}
+
+/// SPEC 6 for upstream routes: a GET or HEAD for a directory path is
+/// forwarded with each index name appended in turn until the upstream
+/// answers something other than 404.
+#[allow(clippy::too_many_arguments)]
+async fn index_fallback<'a>(
+    ex: Exchange<'a>,
+    parts: &Parts,
+    trusted: bool,
+    route: &Route,
+    upstream: &crate::policy::values::UpstreamUrl,
+    directory: &str,
+    query: Option<&str>,
+    client_host: Option<HeaderValue>,
+    decide: &(dyn Fn(&str) -> Result<(), Refusal> + Sync),
+) -> IndexFound<'a> {
+    let limits = &ex.policy.settings.limits;
+    for name in &route.index {
+        let candidate =
+            match crate::path::canonicalize(&format!("{directory}{name}"), &ex.policy.paths) {
+                Ok(c) => c.into_owned(),
+                Err(_) => continue,
+            };
+        if let Err(refusal) = decide(&candidate) {
+            return IndexFound::Refused(ex, refusal);
+        }
+        let Some(uri) = forward::upstream_uri(upstream, &candidate, query) else {
+            continue;
+        };
+        let mut headers = parts.headers.clone();
+        let host = upstream_host(&client_host, route, &uri);
+        forward::upstream_headers(
+            &mut headers,
+            &ex.origin(trusted, client_host.as_ref()),
+            host,
+        );
+        let mut request = Request::new(RequestBody::Empty);
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        match forward::send(
+            request,
+            limits.upstream_connect_timeout,
+            limits.upstream_timeout,
+        )
+        .await
+        {
+            Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
+            Ok(mut response) => {
+                forward::client_response(&mut response);
+                *response.version_mut() = parts.version;
+                if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
+                    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+                }
+                return IndexFound::Response(ex, Box::new(response.map(ResponseBody::Upstream)));
+            }
+            Err(e) => {
+                let refusal = match e {
+                    ForwardError::Timeout(_) => Refusal::of(Reason::UpstreamTimeout),
+                    _ => Refusal::of(Reason::UpstreamUnreachable),
+                };
+                return IndexFound::Refused(ex, refusal);
+            }
+        }
+    }
+    if route.autoindex {
+        IndexFound::None(ex)
+    } else {
+        IndexFound::Refused(ex, Refusal::of(Reason::DirectoryListingDisabled))
+    }
+}
+
+/// The Host an upstream request carries: the client's with `preserve_host`,
+/// else the upstream's authority.
+fn upstream_host(client_host: &Option<HeaderValue>, route: &Route, uri: &http::Uri) -> HeaderValue {
+    match (client_host, route.preserve_host) {
+        (Some(h), true) => h.clone(),
+        _ => uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .unwrap_or_else(|| HeaderValue::from_static("localhost")),
     }
 }
 
@@ -406,22 +594,12 @@ async fn proxy(
     let client_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-    let host = match (&client_host, route.preserve_host) {
-        (Some(h), true) => h.clone(),
-        _ => uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static("localhost")),
-    };
-    let origin = Origin {
-        peer: ex.conn.peer.ip().to_canonical(),
-        trusted,
-        client_header: ex.policy.client_ip.header.header_name(),
-        proto: if ex.conn.tls { "https" } else { "http" },
-        host: client_host.as_ref(),
-        request_id: ex.id.as_str(),
-    };
-    forward::upstream_headers(&mut parts.headers, &origin, host);
+    let host = upstream_host(&client_host, route, &uri);
+    forward::upstream_headers(
+        &mut parts.headers,
+        &ex.origin(trusted, client_host.as_ref()),
+        host,
+    );
     if let (Some(token), Some(_)) = (&upgrade, &client_upgrade) {
         parts.headers.insert(http::header::UPGRADE, token.clone());
         parts.headers.insert(

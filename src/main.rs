@@ -132,23 +132,32 @@ fn print_warnings(warnings: &[config::ConfigError]) {
     }
 }
 
+/// `1 rule`, `2 rules`.
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn check(path: &Path, strict: bool) -> anyhow::Result<ExitCode> {
     match policy::load(path) {
         Ok(loaded) => {
             print_warnings(&loaded.warnings);
             let p = &loaded.policy;
+            let warnings = match loaded.warnings.len() {
+                0 => String::new(),
+                n => format!(", {}", plural(n, "warning")),
+            };
             println!(
-                "{}: ok: {} rules, {} lists, {} CIDRs, {} routes, {} tests passed{}",
+                "{}: ok: {}, {}, {}, {}, {} passed{warnings}",
                 path.display(),
-                p.rules.len(),
-                p.lists.len(),
-                p.cidr_count(),
-                p.routes.all().len(),
-                p.tests.len(),
-                match loaded.warnings.len() {
-                    0 => String::new(),
-                    n => format!(", {n} warnings"),
-                }
+                plural(p.rules.len(), "rule"),
+                plural(p.lists.len(), "list"),
+                plural(p.cidr_count(), "CIDR"),
+                plural(p.routes.all().len(), "route"),
+                plural(p.tests.len(), "test"),
             );
             if strict && !loaded.warnings.is_empty() {
                 eprintln!("edgeguard: --strict: {} warnings", loaded.warnings.len());

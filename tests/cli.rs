@@ -25,7 +25,7 @@ fn check_on_the_shipped_rulebook_prints_a_summary_and_exits_0() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.starts_with(
-            "config/edgeguard.toml: ok: 10 rules, 2 lists, 6 CIDRs, 1 routes, 12 tests passed"
+            "config/edgeguard.toml: ok: 10 rules, 2 lists, 6 CIDRs, 3 routes, 12 tests passed"
         ),
         "{stdout}"
     );

@@ -7,6 +7,7 @@ mod common;
 mod corpus;
 mod decide;
 mod edge;
+mod files;
 mod framing;
 mod process;
 mod proxy;

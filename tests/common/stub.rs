@@ -7,6 +7,7 @@
 //! - `/hop`: answers with hop-by-hop headers and a `Connection`-named header
 //! - `/stream-out/N`: answers with N chunks, 20 ms apart
 //! - `/status/CODE`: answers CODE
+//! - any path ending in `missing.html`: answers 404
 //! - `/ws` with `Upgrade: websocket`: switches protocols, then echoes bytes
 //! - anything else: 200 `ok`, the body recorded (up to 1 MiB)
 
@@ -249,6 +250,9 @@ async fn answer(
         let ms: u64 = ms.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return full(200, "slow");
+    }
+    if path.ends_with("missing.html") {
+        return full(404, "not here");
     }
     if let Some(code) = path.strip_prefix("/status/") {
         return full(code.parse().unwrap_or(500), format!("status {code}"));
