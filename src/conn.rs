@@ -159,12 +159,71 @@ pub enum ConnTimeout {
     Header,
 }
 
-/// A client connection's I/O with its clock, and bytes already read ahead
-/// of it (after a PROXY header).
+/// A stream with bytes already read ahead of it (those after a PROXY
+/// header) served first.
+#[derive(Debug)]
+pub struct Prefixed<T> {
+    inner: T,
+    prefix: Bytes,
+}
+
+impl<T> Prefixed<T> {
+    /// `prefix`, then `inner`'s bytes.
+    pub fn new(inner: T, prefix: Bytes) -> Prefixed<T> {
+        Prefixed { inner, prefix }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.prefix.len().min(buf.remaining());
+        buf.put_slice(&this.prefix.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A client connection's I/O with its clock.
 #[derive(Debug)]
 pub struct Watched<T> {
     inner: T,
-    prefix: Bytes,
     state: Arc<ConnState>,
     phase: Phase,
     seen_finished: u32,
@@ -175,10 +234,9 @@ pub struct Watched<T> {
 }
 
 impl<T> Watched<T> {
-    /// Wraps `inner`; `prefix` is served before its bytes.
+    /// Wraps `inner`.
     pub fn new(
         inner: T,
-        prefix: Bytes,
         state: Arc<ConnState>,
         header_timeout: Duration,
         idle_timeout: Duration,
@@ -188,7 +246,6 @@ impl<T> Watched<T> {
         let phase = Phase::Head { since: now };
         Watched {
             inner,
-            prefix,
             state,
             phase,
             seen_finished: 0,
@@ -244,13 +301,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.update_phase();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            let prefix = this.prefix.split_to(n);
-            buf.put_slice(&prefix);
-            this.scan(&prefix);
-            return Poll::Ready(Ok(()));
-        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {

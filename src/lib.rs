@@ -43,3 +43,4 @@ pub mod request_id;
 pub mod respond;
 pub mod ruletest;
 pub mod server;
+pub mod tls;

@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::conn::{ConnState, Watched, read_proxy_header};
+use crate::conn::{ConnState, Prefixed, Watched, read_proxy_header};
 use crate::gateway::{Conn, Shared, handle};
 use crate::policy::Limits;
 
@@ -46,6 +46,8 @@ pub enum ServeError {
 pub struct Running {
     /// The bound public addresses (ports resolved when 0 was asked for).
     pub listen: Vec<SocketAddr>,
+    /// The bound TLS addresses.
+    pub tls_listen: Vec<SocketAddr>,
     /// The bound admin address, when the admin listener is on.
     pub admin: Option<SocketAddr>,
     shared: Arc<Shared>,
@@ -119,12 +121,19 @@ pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError>
     let policy = shared.policy.load_full();
     let mut groups = Vec::new();
     for addr in &policy.settings.listen {
-        groups.push(bind_group(*addr, workers)?);
+        groups.push((false, bind_group(*addr, workers)?));
     }
-    let listen = groups
-        .iter()
-        .filter_map(|g| g[0].local_addr().ok())
-        .collect();
+    for addr in policy.settings.tls.iter().flat_map(|t| &t.listen) {
+        groups.push((true, bind_group(*addr, workers)?));
+    }
+    let bound = |tls: bool| -> Vec<SocketAddr> {
+        groups
+            .iter()
+            .filter(|(t, _)| *t == tls)
+            .filter_map(|(_, g)| g[0].local_addr().ok())
+            .collect()
+    };
+    let (listen, tls_listen) = (bound(false), bound(true));
     let admin_listener = match policy.settings.admin {
         Some(addr) => Some(bind(addr).map_err(|source| ServeError::Bind { addr, source })?),
         None => None,
@@ -135,9 +144,9 @@ pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError>
     let connections = Arc::new(Semaphore::new(policy.settings.limits.max_connections));
     let mut threads = Vec::with_capacity(workers);
     for w in 0..workers {
-        let listeners: Vec<std::net::TcpListener> = groups
+        let listeners: Vec<(bool, std::net::TcpListener)> = groups
             .iter_mut()
-            .map(|g| g.pop().expect("one socket per worker"))
+            .map(|(tls, g)| (*tls, g.pop().expect("one socket per worker")))
             .collect();
         let shared = Arc::clone(&shared);
         let stop_rx = stop_rx.clone();
@@ -164,6 +173,7 @@ pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError>
     shared.ready.store(true, Ordering::SeqCst);
     Ok(Running {
         listen,
+        tls_listen,
         admin,
         shared,
         stop,
@@ -177,7 +187,7 @@ pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError>
 /// its connections for up to `shutdown_grace`.
 fn worker(
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(bool, std::net::TcpListener)>,
     stop: watch::Receiver<bool>,
     connections: Arc<Semaphore>,
 ) {
@@ -196,11 +206,12 @@ fn worker(
         // dropped, `all_done` yields None.
         let (alive, mut all_done) = mpsc::channel::<()>(1);
         let mut accepting = tokio::task::JoinSet::new();
-        for std_listener in listeners {
+        for (tls, std_listener) in listeners {
             match TcpListener::from_std(std_listener) {
                 Ok(listener) => {
                     accepting.spawn(accept_loop(
                         listener,
+                        tls,
                         Arc::clone(&shared),
                         Arc::clone(&connections),
                         stop.clone(),
@@ -227,6 +238,7 @@ fn worker(
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: bool,
     shared: Arc<Shared>,
     connections: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -249,7 +261,7 @@ async fn accept_loop(
         let mut stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
-            serve_connection(shared, stream, peer, &mut stop).await;
+            serve_connection(shared, stream, peer, tls, &mut stop).await;
             drop(permit);
             drop(alive);
         });
@@ -262,6 +274,7 @@ async fn serve_connection(
     shared: Arc<Shared>,
     mut stream: tokio::net::TcpStream,
     mut peer: SocketAddr,
+    tls: bool,
     stop: &mut watch::Receiver<bool>,
 ) {
     let policy = shared.policy.load_full();
@@ -284,12 +297,43 @@ async fn serve_connection(
             }
         }
     }
+    let io = Prefixed::new(stream, prefix);
+    let conn = Conn { peer, tls };
+    if !tls {
+        drop(policy);
+        return serve_http(shared, io, conn, &limits, stop).await;
+    }
+    let Some(acceptor) = policy.settings.tls.as_ref().map(|t| t.acceptor.0.clone()) else {
+        return;
+    };
     drop(policy);
-    let conn = Conn { peer, tls: false };
+    match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls_stream)) => serve_http(shared, tls_stream, conn, &limits, stop).await,
+        Ok(Err(e)) => {
+            let kind = ConnErrorKind::Tls.label();
+            tracing::info!(peer = %peer, kind, error = %e, "connection error");
+        }
+        Err(_) => {
+            let kind = ConnErrorKind::HeaderTimeout.label();
+            tracing::info!(peer = %peer, kind, "connection error: no TLS handshake in time");
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on an established connection.
+async fn serve_http<T>(
+    shared: Arc<Shared>,
+    io: T,
+    conn: Conn,
+    limits: &Limits,
+    stop: &mut watch::Receiver<bool>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
     let state = ConnState::new();
     let io = Watched::new(
-        stream,
-        prefix,
+        io,
         Arc::clone(&state),
         limits.header_timeout,
         limits.idle_timeout,
@@ -299,7 +343,7 @@ async fn serve_connection(
         let state = Arc::clone(&state);
         async move { Ok::<_, Infallible>(handle(shared, conn, state, request).await) }
     });
-    let builder = builder(&limits);
+    let builder = builder(limits);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
@@ -333,18 +377,21 @@ pub enum ConnErrorKind {
     IdleTimeout,
     /// A trusted peer sent no valid PROXY protocol header.
     ProxyProtocol,
+    /// The TLS handshake failed.
+    Tls,
     /// The connection failed or was reset.
     Io,
 }
 
 impl ConnErrorKind {
     /// Every kind, for metrics.
-    pub const ALL: [ConnErrorKind; 6] = [
+    pub const ALL: [ConnErrorKind; 7] = [
         ConnErrorKind::BadRequest,
         ConnErrorKind::HeadersTooLarge,
         ConnErrorKind::HeaderTimeout,
         ConnErrorKind::IdleTimeout,
         ConnErrorKind::ProxyProtocol,
+        ConnErrorKind::Tls,
         ConnErrorKind::Io,
     ];
 
@@ -356,6 +403,7 @@ impl ConnErrorKind {
             ConnErrorKind::HeaderTimeout => "header_timeout",
             ConnErrorKind::IdleTimeout => "idle_timeout",
             ConnErrorKind::ProxyProtocol => "proxy_protocol",
+            ConnErrorKind::Tls => "tls",
             ConnErrorKind::Io => "io",
         }
     }

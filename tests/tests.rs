@@ -12,3 +12,4 @@ mod framing;
 mod process;
 mod proxy;
 mod rulebook;
+mod tls;

@@ -153,6 +153,10 @@ impl Policy {
         if let Some(g) = &book.geoip {
             files.push(book.resolve(g.get_ref().database.get_ref()));
         }
+        if let Some(t) = &settings.tls {
+            files.push(t.cert.clone());
+            files.push(t.key.clone());
+        }
         if let Some(AuthSpec {
             jwks_file: Some(f), ..
         }) = book.auth.as_ref().map(|a| a.get_ref())

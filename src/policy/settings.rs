@@ -51,6 +51,8 @@ pub struct TlsSettings {
     pub cert: PathBuf,
     /// Private key file.
     pub key: PathBuf,
+    /// The loaded certificate and key.
+    pub acceptor: crate::tls::Acceptor,
 }
 
 /// `[server.limits]`, defaults as SPEC 2 gives them.
@@ -187,25 +189,25 @@ pub(super) fn server(book: &Rulebook, diags: &mut Diagnostics) -> Settings {
             );
         }
     }
-    let tls = tls.as_ref().map(|t| {
+    let tls = tls.as_ref().and_then(|t| {
         let TlsSpec { listen, cert, key } = t.get_ref();
-        let mut readable = |file: &Spanned<String>, what: &str| {
-            let path = book.resolve(file.get_ref());
-            if let Err(e) = std::fs::File::open(&path) {
-                diags.error_with(
-                    book.locate(&file.span()),
-                    format!("cannot read TLS {what} \"{}\": {e}", path.display()),
-                    e,
-                );
+        let listen = addresses(listen, "0.0.0.0:8443", book, diags);
+        let (cert_path, key_path) = (book.resolve(cert.get_ref()), book.resolve(key.get_ref()));
+        match crate::tls::load(&cert_path, &key_path) {
+            Ok(acceptor) => Some(TlsSettings {
+                listen,
+                cert: cert_path,
+                key: key_path,
+                acceptor,
+            }),
+            Err(e) => {
+                let span = match e {
+                    crate::tls::TlsError::Key { .. } => key.span(),
+                    _ => cert.span(),
+                };
+                diags.error_with(book.locate(&span), e.to_string(), e);
+                None
             }
-            path
-        };
-        let cert = readable(cert, "certificate");
-        let key = readable(key, "key");
-        TlsSettings {
-            listen: addresses(listen, "0.0.0.0:8443", book, diags),
-            cert,
-            key,
         }
     });
     Settings {

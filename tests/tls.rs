@@ -1,0 +1,120 @@
+//! TLS termination (SPEC 2 `[server.tls]`): rustls with ALPN h2 and
+//! http/1.1, X-Forwarded-Proto https, certificate errors located at load.
+
+use std::sync::Arc;
+
+use crate::common::gateway::Gateway;
+use crate::common::repo;
+use crate::common::stub::Stub;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures/tls").join(name)).expect("fixture")
+}
+
+const BOOK: &str = "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"off\"\n\
+                    [server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+                    [[route]]\nupstream = \"{upstream}\"\n\
+                    [[rule]]\nname = \"no-admin\"\naction = \"deny\"\npath_prefix = [\"/admin\"]\n";
+
+fn client(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    let cert = rustls_pki_types::CertificateDer::from(
+        rustls_pki_types::pem::PemObject::from_pem_slice(fixture("ca.pem").as_bytes())
+            .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
+            .expect("cert"),
+    );
+    roots.add(cert).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+#[test]
+fn https_is_served_over_http1_and_h2_by_alpn() {
+    let stub = Stub::start();
+    let (cert, key) = (fixture("cert.pem"), fixture("key.pem"));
+    let gw = Gateway::start_with(
+        BOOK,
+        Some(stub.addr),
+        &[("cert.pem", &cert), ("key.pem", &key)],
+        1,
+    );
+    let addr = gw.running().tls_listen[0];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        // HTTP/1.1
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut tls = client(&[b"http/1.1"])
+            .connect(name.clone(), tcp)
+            .await
+            .expect("handshake");
+        tls.write_all(b"GET /secure HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.expect("read");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        // HTTP/2 by ALPN
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let tls = client(&[b"h2"])
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .expect("h2");
+        tokio::spawn(conn);
+        for (path, status) in [("/h2", 200), ("/admin", 403)] {
+            let req = http::Request::get(format!("https://localhost{path}"))
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .expect("request");
+            let resp = sender.send_request(req).await.expect("response");
+            assert_eq!(resp.status().as_u16(), status, "{path}");
+        }
+    });
+    let seen = stub.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s.headers["x-forwarded-proto"], "https");
+    }
+    // Plain HTTP on the TLS port does not get an answer.
+    let r = crate::common::gateway::raw(addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 0);
+}
+
+#[test]
+fn a_key_that_does_not_load_is_a_located_error() {
+    let folder = crate::common::Folder::with(&[
+        (
+            "r.toml",
+            "[server.tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n",
+        ),
+        ("cert.pem", &fixture("cert.pem")),
+        ("key.pem", "not a key"),
+    ]);
+    let errors = folder.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("r.toml:3:7: cannot read TLS key \""),
+        "{}",
+        errors[0]
+    );
+}
