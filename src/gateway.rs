@@ -14,6 +14,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 
+use crate::admin::{Control, Inline, RefusalEvent};
 use crate::body::{RequestBody, ResponseBody};
 use crate::conn::{ConnState, InFlight};
 use crate::decision::{DryRunHit, Outcome, Reason, Refusal};
@@ -24,17 +25,22 @@ use crate::forward::{self, ForwardError, Origin};
 use crate::geo::Country;
 use crate::limits::{BodyLimit, LimitedBody};
 use crate::log::{AccessLog, LineBuilder, LineOutcome, Logged};
+use crate::metrics::Counters;
 use crate::policy::{self, Policy, Route};
+use crate::reload::Live;
 use crate::request_id::{self, RequestId};
 use crate::respond::{self, RefusalView, X_REQUEST_ID};
 
 static DEFAULT_RULE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(default)"));
 
-/// What every worker shares: the live policy and the logs.
+/// What every worker shares: the live policy with its counters, the
+/// metrics, reloads and refusal feed, and the logs.
 #[derive(Debug)]
 pub struct Shared {
-    /// The policy in force; a reload stores a new one.
-    pub policy: ArcSwap<Policy>,
+    /// The policy in force and its counters; a reload stores a new one.
+    pub live: ArcSwap<Live>,
+    /// Metrics, the reload thread and the dashboard's refusal feed.
+    pub control: Control,
     /// The access log.
     pub access_log: Arc<AccessLog>,
     /// Set once a policy is loaded and the listeners are bound; cleared when a
@@ -43,13 +49,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state around a first policy.
+    /// Shared state around a first policy (its reload thread not started:
+    /// see `control.reloader`).
     pub fn new(policy: Policy, access_log: Arc<AccessLog>) -> Arc<Shared> {
+        let control = Control::new(&policy.source.path.clone(), &policy);
+        control.metrics.set_loaded_at(policy.source.loaded_at);
+        let live = Live::new(policy, &control.metrics);
         Arc::new(Shared {
-            policy: ArcSwap::from_pointee(policy),
+            live: ArcSwap::from_pointee(live),
+            control,
             access_log,
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// The policy in force now (for code off the request path).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
     }
 }
 
@@ -81,6 +97,7 @@ impl Id {
 struct Exchange<'a> {
     shared: &'a Shared,
     policy: &'a Policy,
+    counters: &'a Counters,
     conn: Conn,
     state: &'a Arc<ConnState>,
     in_flight: InFlight,
@@ -88,6 +105,31 @@ struct Exchange<'a> {
     id: Id,
     ts: SystemTime,
     start: Instant,
+    /// Known once the request is decided.
+    decided: Decided,
+}
+
+/// What the metrics and the dashboard need of a decided request.
+struct Decided {
+    /// The `allow` rule that decided, if one did.
+    allow_rule: Option<crate::decision::RuleId>,
+    dry_run_hits: Vec<DryRunHit>,
+    country: Option<Country>,
+    /// The method and path as logged, for the dashboard.
+    method: Inline<16>,
+    path: Inline<160>,
+}
+
+impl Decided {
+    fn new(parts: &Parts) -> Decided {
+        Decided {
+            allow_rule: None,
+            dry_run_hits: Vec::new(),
+            country: None,
+            method: Inline::new(parts.method.as_str()),
+            path: Inline::new(parts.uri.path()),
+        }
+    }
 }
 
 impl Exchange<'_> {
@@ -138,6 +180,19 @@ impl Exchange<'_> {
         }
     }
 
+    /// An allowed request's response: counted, with its access line.
+    fn allow(
+        self,
+        response: Response<ResponseBody>,
+        line: Option<LineBuilder>,
+        outcome: LineOutcome,
+    ) -> Response<Logged> {
+        let elapsed = self.start.elapsed();
+        self.counters
+            .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
+        self.answer(response, line, outcome)
+    }
+
     /// A response with its access line attached.
     fn answer(
         self,
@@ -182,6 +237,21 @@ impl Exchange<'_> {
             Reason::UpstreamUnreachable | Reason::UpstreamTimeout => "error",
             _ => "deny",
         };
+        self.counters
+            .record_refused(refusal, &self.decided.dry_run_hits, self.start.elapsed());
+        if decision == "deny" {
+            let d = &self.decided;
+            self.shared.control.feed.refused(RefusalEvent::new(
+                self.ts,
+                self.client_ip,
+                d.method.as_str(),
+                d.path.as_str(),
+                refusal.reason,
+                refusal.status.as_u16(),
+                rule.clone(),
+                d.country,
+            ));
+        }
         let outcome = LineOutcome {
             decision,
             reason: Some(refusal.reason),
@@ -217,7 +287,8 @@ pub async fn handle(
     let in_flight = InFlight::start(&state);
     let start = Instant::now();
     let ts = SystemTime::now();
-    let policy = shared.policy.load_full();
+    let live = shared.live.load_full();
+    let policy = &live.policy;
     let (parts, body) = request.into_parts();
 
     // 1. The client address (SPEC 4): forwarding headers only from trusted peers.
@@ -236,9 +307,10 @@ pub async fn handle(
         Some(v) if trusted && request_id::is_acceptable(v.as_bytes()) => Id::Kept(v.clone()),
         _ => Id::New(request_id::new()),
     };
-    let ex = Exchange {
+    let mut ex = Exchange {
         shared: &shared,
-        policy: &policy,
+        policy,
+        counters: &live.counters,
         conn,
         state: &state,
         in_flight,
@@ -246,6 +318,7 @@ pub async fn handle(
         id,
         ts,
         start,
+        decided: Decided::new(&parts),
     };
     let accept = parts.headers.get(ACCEPT);
 
@@ -272,7 +345,7 @@ pub async fn handle(
                         ..LineOutcome::default()
                     };
                     let response = respond::options_star(ex.id.as_str());
-                    ex.answer(response, line, outcome)
+                    ex.allow(response, line, outcome)
                 }
                 TargetError::Connect => {
                     ex.refuse(&Refusal::of(Reason::MethodNotAllowed), None, accept, line)
@@ -306,8 +379,10 @@ pub async fn handle(
         headers: &parts.headers,
         token,
     };
-    let (decision, country) = evaluate_with_country(&policy, &facts);
+    let (mut decision, country) = evaluate_with_country(policy, &facts);
     let allowed = decision.is_allowed();
+    ex.decided.path = Inline::new(&canonical);
+    ex.decided.country = country;
     let decided = Target {
         path: &canonical,
         ..target
@@ -319,17 +394,21 @@ pub async fn handle(
         decision.dry_run_hits.first(),
         allowed,
     );
+    ex.decided.dry_run_hits = std::mem::take(&mut decision.dry_run_hits);
     let allow_rule = match &decision.outcome {
         Outcome::Refuse(refusal) => {
             let roles = (refusal.reason == Reason::RoleInsufficient)
-                .then(|| token_roles_of(&policy, token))
+                .then(|| token_roles_of(policy, token))
                 .flatten();
             return ex.refuse(refusal, roles.as_deref(), accept, line);
         }
-        Outcome::Allow { rule } => rule.map_or_else(
-            || Arc::clone(&DEFAULT_RULE),
-            |id| Arc::clone(&policy.rule(id).name),
-        ),
+        Outcome::Allow { rule } => {
+            ex.decided.allow_rule = *rule;
+            rule.map_or_else(
+                || Arc::clone(&DEFAULT_RULE),
+                |id| Arc::clone(&policy.rule(id).name),
+            )
+        }
     };
 
     // 4. The route (SPEC 6).
@@ -337,7 +416,7 @@ pub async fn handle(
         return ex.refuse(&Refusal::of(Reason::NotFound), None, accept, line);
     };
     // SPEC 6: index candidates are decided like requests of their own.
-    let decide = |candidate: &str| decide_rewritten(&policy, &facts, candidate);
+    let decide = |candidate: &str| decide_rewritten(policy, &facts, candidate);
     match &route.target {
         policy::Target::Root(root) => {
             let served = files::serve(
@@ -362,7 +441,7 @@ pub async fn handle(
                         rule: Some(allow_rule),
                         upstream: None,
                     };
-                    ex.answer(response, line, outcome)
+                    ex.allow(response, line, outcome)
                 }
                 Served::Refused(refusal) => {
                     let mut response = ex.refuse(&refusal, None, accept, line);
@@ -402,7 +481,7 @@ pub async fn handle(
                 .await;
                 match found {
                     IndexFound::Response(ex, response) => {
-                        return ex.answer(*response, line, outcome);
+                        return ex.allow(*response, line, outcome);
                     }
                     IndexFound::Refused(ex, refusal) => {
                         return ex.refuse(&refusal, None, accept, line);
@@ -472,7 +551,6 @@ async fn index_fallback<'a>(
     client_host: Option<HeaderValue>,
     decide: &(dyn Fn(&str) -> Result<(), Refusal> + Sync),
 ) -> IndexFound<'a> {
-    let limits = &ex.policy.settings.limits;
     for name in &route.index {
         let candidate =
             match crate::path::canonicalize(&format!("{directory}{name}"), &ex.policy.paths) {
@@ -496,13 +574,7 @@ async fn index_fallback<'a>(
         *request.method_mut() = parts.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
-        match forward::send(
-            request,
-            limits.upstream_connect_timeout,
-            limits.upstream_timeout,
-        )
-        .await
-        {
+        match send(&ex, request).await {
             Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
             Ok(mut response) => {
                 forward::client_response(&mut response);
@@ -538,6 +610,27 @@ fn upstream_host(client_host: &Option<HeaderValue>, route: &Route, uri: &http::U
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .unwrap_or_else(|| HeaderValue::from_static("localhost")),
     }
+}
+
+/// Sends an upstream request within the policy's timeouts, timing it for
+/// `edgeguard_upstream_duration_seconds`.
+async fn send(
+    ex: &Exchange<'_>,
+    request: Request<RequestBody>,
+) -> Result<Response<Incoming>, ForwardError> {
+    let limits = &ex.policy.settings.limits;
+    let started = Instant::now();
+    let result = forward::send(
+        request,
+        limits.upstream_connect_timeout,
+        limits.upstream_timeout,
+    )
+    .await;
+    ex.shared
+        .control
+        .metrics
+        .upstream_duration(started.elapsed());
+    result
 }
 
 /// Whether a request asks to switch protocols to something the gateway
@@ -611,13 +704,7 @@ async fn proxy(
     parts.version = Version::HTTP_11;
     let body = LimitedBody::new(body, limits.max_body_bytes, limits.body_timeout);
     let request = Request::from_parts(parts, RequestBody::Client(body));
-    match forward::send(
-        request,
-        limits.upstream_connect_timeout,
-        limits.upstream_timeout,
-    )
-    .await
-    {
+    match send(&ex, request).await {
         Ok(mut response) => {
             let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             let upstream_upgrade = response.headers().get(http::header::UPGRADE).cloned();
@@ -638,9 +725,9 @@ async fn proxy(
                 let upstream = hyper::upgrade::on(&mut response);
                 let guard = InFlight::start(ex.state);
                 tokio::spawn(splice(client, upstream, limits.idle_timeout, guard));
-                return ex.answer(response.map(|_| ResponseBody::Empty), line, outcome);
+                return ex.allow(response.map(|_| ResponseBody::Empty), line, outcome);
             }
-            ex.answer(response.map(ResponseBody::Upstream), line, outcome)
+            ex.allow(response.map(ResponseBody::Upstream), line, outcome)
         }
         Err(e) => {
             let limit = match &e {

@@ -308,11 +308,32 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // Signals are caught from before the start is announced: SIGHUP's
+    // default action would end the process.
+    let signals = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal handler")?;
+    let (mut term, mut int, mut hup) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _runtime = signals.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+        )
+    };
     let shared = Shared::new(loaded.policy, edgeguard::log::AccessLog::stdout());
+    let control = shared.control.clone();
     let running = server::start(shared, workers)?;
+    if let Err(e) = control.reloader.start(running.shared(), true) {
+        tracing::error!(error = %e, "rulebook reloads are off");
+    }
     {
-        let policy = running.shared().policy.load();
+        let live = running.shared().policy();
+        let policy = &live.policy;
         let listen: Vec<String> = running.listen.iter().map(ToString::to_string).collect();
+        let tls: Vec<String> = running.tls_listen.iter().map(ToString::to_string).collect();
         let admin = running
             .admin
             .map_or_else(|| "off".to_owned(), |a| a.to_string());
@@ -323,25 +344,18 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
             routes = policy.routes.all().len(),
             cidrs = policy.cidr_count(),
             listen = %listen.join(" "),
+            tls = %tls.join(" "),
             admin = %admin,
             workers,
             "edgeguard started"
         );
     }
-    let signals = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the signal handler")?;
     signals.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(path, running.shared()),
+                _ = hup.recv() => reload(&control.reloader),
             }
         }
         tracing::info!("shutting down: no longer ready, finishing in-flight requests");
@@ -349,23 +363,15 @@ fn run(path: &Path) -> anyhow::Result<ExitCode> {
     })?;
     running.begin_shutdown();
     running.wait();
+    control.reloader.stop();
     tracing::info!("edgeguard stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the rulebook again and swaps it in; on failure the current one stays.
-fn reload(path: &Path, shared: &Shared) {
-    match policy::load(path) {
-        Ok(loaded) => {
-            let sha = loaded.policy.source.sha256.clone();
-            shared.policy.store(std::sync::Arc::new(loaded.policy));
-            tracing::info!(config = %path.display(), sha256 = %sha, "rulebook reloaded");
-        }
-        Err(errors) => {
-            let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
-            tracing::error!(config = %path.display(), errors = ?errors, "rulebook not reloaded: the current one stays");
-        }
-    }
+/// Asks the reload thread to load the rulebook again (SIGHUP); it swaps the
+/// new one in, or keeps the current one when it fails.
+fn reload(reloader: &edgeguard::reload::Reloader) {
+    reloader.request(edgeguard::reload::Trigger::Signal);
 }
 
 fn health(admin: Option<&str>, config: &Path) -> anyhow::Result<ExitCode> {

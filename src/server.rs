@@ -18,8 +18,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::conn::{ConnState, Prefixed, Watched, read_proxy_header};
+use crate::conn::{ConnState, ConnTimeout, Prefixed, Watched, read_proxy_header};
 use crate::gateway::{Conn, Shared, handle};
+use crate::metrics::ConnErrorKind;
 use crate::policy::Limits;
 
 /// Accept backlog of each listening socket.
@@ -118,7 +119,8 @@ fn bind_group(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListene
 /// listener; marks the gateway ready once all are bound.
 pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError> {
     let workers = workers.max(1);
-    let policy = shared.policy.load_full();
+    let live = shared.live.load_full();
+    let policy = &live.policy;
     let mut groups = Vec::new();
     for addr in &policy.settings.listen {
         groups.push((false, bind_group(*addr, workers)?));
@@ -226,7 +228,7 @@ fn worker(
         let _ = stopping.wait_for(|s| *s).await.map(|_| ());
         accepting.abort_all();
         while accepting.join_next().await.is_some() {}
-        let grace = shared.policy.load().settings.limits.shutdown_grace;
+        let grace = shared.live.load().policy.settings.limits.shutdown_grace;
         if tokio::time::timeout(grace, all_done.recv()).await.is_err() {
             tracing::warn!(
                 grace_ms = grace.as_millis() as u64,
@@ -252,7 +254,13 @@ async fn accept_loop(
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::debug!(error = %e, "accept failed");
+                shared
+                    .control
+                    .metrics
+                    .connection_error(ConnErrorKind::Accept);
+                tracing::warn!(kind = ConnErrorKind::Accept.code(), error = %e, "accept failed");
+                // Out of file descriptors and the like: give it a moment.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
@@ -261,6 +269,7 @@ async fn accept_loop(
         let mut stop = stop.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
+            let _open = shared.control.metrics.connection_opened();
             serve_connection(shared, stream, peer, tls, &mut stop).await;
             drop(permit);
             drop(alive);
@@ -277,7 +286,8 @@ async fn serve_connection(
     tls: bool,
     stop: &mut watch::Receiver<bool>,
 ) {
-    let policy = shared.policy.load_full();
+    let live = shared.live.load_full();
+    let policy = &live.policy;
     let limits = policy.settings.limits.clone();
     let mut prefix = bytes::Bytes::new();
     // SPEC 4: from a trusted peer, the PROXY header's address stands for the
@@ -291,8 +301,7 @@ async fn serve_connection(
                 prefix = rest;
             }
             Err(e) => {
-                let kind = ConnErrorKind::ProxyProtocol.label();
-                tracing::info!(peer = %peer, kind, error = %e, "connection error");
+                connection_error(&shared, peer, ConnErrorKind::ProxyProtocol, &e);
                 return;
             }
         }
@@ -300,23 +309,22 @@ async fn serve_connection(
     let io = Prefixed::new(stream, prefix);
     let conn = Conn { peer, tls };
     if !tls {
-        drop(policy);
+        drop(live);
         return serve_http(shared, io, conn, &limits, stop).await;
     }
     let Some(acceptor) = policy.settings.tls.as_ref().map(|t| t.acceptor.0.clone()) else {
         return;
     };
-    drop(policy);
+    drop(live);
     match tokio::time::timeout(limits.header_timeout, acceptor.accept(io)).await {
         Ok(Ok(tls_stream)) => serve_http(shared, tls_stream, conn, &limits, stop).await,
-        Ok(Err(e)) => {
-            let kind = ConnErrorKind::Tls.label();
-            tracing::info!(peer = %peer, kind, error = %e, "connection error");
-        }
-        Err(_) => {
-            let kind = ConnErrorKind::HeaderTimeout.label();
-            tracing::info!(peer = %peer, kind, "connection error: no TLS handshake in time");
-        }
+        Ok(Err(e)) => connection_error(&shared, peer, ConnErrorKind::TlsHandshake, &e),
+        Err(_) => connection_error(
+            &shared,
+            peer,
+            ConnErrorKind::HeaderTimeout,
+            &"no TLS handshake within header_timeout",
+        ),
     }
 }
 
@@ -331,6 +339,7 @@ async fn serve_http<T>(
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    let shared_for_errors = Arc::clone(&shared);
     let state = ConnState::new();
     let io = Watched::new(
         io,
@@ -354,89 +363,46 @@ async fn serve_http<T>(
         }
     };
     if let Err(e) = result {
-        let kind = ConnErrorKind::of(&*e);
-        match kind {
-            ConnErrorKind::IdleTimeout | ConnErrorKind::Io => {
-                tracing::debug!(peer = %peer, kind = kind.label(), error = %e, "connection ended");
-            }
-            _ => tracing::info!(peer = %peer, kind = kind.label(), error = %e, "connection error"),
+        match classify(&*e) {
+            Some(kind) => connection_error(&shared_for_errors, peer, kind, &e),
+            None => tracing::debug!(peer = %peer, error = %e, "idle connection closed"),
         }
     }
 }
 
-/// Why a connection ended abnormally (`edgeguard_connection_errors_total{kind}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnErrorKind {
-    /// The HTTP parser refused a request head (answered 400 by it).
-    BadRequest,
-    /// A request head over `max_header_bytes` (answered 431 by the parser).
-    HeadersTooLarge,
-    /// A request head not received within `header_timeout`.
-    HeaderTimeout,
-    /// No request within `idle_timeout` (a normal end of keep-alive).
-    IdleTimeout,
-    /// A trusted peer sent no valid PROXY protocol header.
-    ProxyProtocol,
-    /// The TLS handshake failed.
-    Tls,
-    /// The connection failed or was reset.
-    Io,
-}
-
-impl ConnErrorKind {
-    /// Every kind, for metrics.
-    pub const ALL: [ConnErrorKind; 7] = [
-        ConnErrorKind::BadRequest,
-        ConnErrorKind::HeadersTooLarge,
-        ConnErrorKind::HeaderTimeout,
-        ConnErrorKind::IdleTimeout,
-        ConnErrorKind::ProxyProtocol,
-        ConnErrorKind::Tls,
-        ConnErrorKind::Io,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ConnErrorKind::BadRequest => "bad_request",
-            ConnErrorKind::HeadersTooLarge => "headers_too_large",
-            ConnErrorKind::HeaderTimeout => "header_timeout",
-            ConnErrorKind::IdleTimeout => "idle_timeout",
-            ConnErrorKind::ProxyProtocol => "proxy_protocol",
-            ConnErrorKind::Tls => "tls",
-            ConnErrorKind::Io => "io",
+/// How a served connection ended, for the log and
+/// `edgeguard_connection_errors_total{kind}`: `None` for an idle keep-alive
+/// connection closed after `idle_timeout`, a normal end.
+fn classify(error: &(dyn std::error::Error + 'static)) -> Option<ConnErrorKind> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let timeout = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<ConnTimeout>())
+            .or_else(|| e.downcast_ref::<ConnTimeout>());
+        match timeout {
+            Some(ConnTimeout::Idle) => return None,
+            Some(ConnTimeout::Header) => return Some(ConnErrorKind::HeaderTimeout),
+            None => cause = e.source(),
         }
     }
+    Some(ConnErrorKind::of(error))
+}
 
-    /// Classifies a connection error by its source chain.
-    pub fn of(error: &(dyn std::error::Error + 'static)) -> ConnErrorKind {
-        let mut cause = Some(error);
-        while let Some(e) = cause {
-            if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                if h.is_parse_too_large() {
-                    return ConnErrorKind::HeadersTooLarge;
-                }
-                if h.is_parse() || h.is_parse_version_h2() {
-                    return ConnErrorKind::BadRequest;
-                }
-                if h.is_timeout() {
-                    return ConnErrorKind::HeaderTimeout;
-                }
-            }
-            let timeout = e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<crate::conn::ConnTimeout>())
-                .or_else(|| e.downcast_ref::<crate::conn::ConnTimeout>());
-            if let Some(t) = timeout {
-                return match t {
-                    crate::conn::ConnTimeout::Idle => ConnErrorKind::IdleTimeout,
-                    crate::conn::ConnTimeout::Header => ConnErrorKind::HeaderTimeout,
-                };
-            }
-            cause = e.source();
+/// Counts and logs a connection error (an ordinary I/O end at debug level).
+fn connection_error(
+    shared: &Shared,
+    peer: SocketAddr,
+    kind: ConnErrorKind,
+    error: &dyn std::fmt::Display,
+) {
+    shared.control.metrics.connection_error(kind);
+    match kind {
+        ConnErrorKind::Io => {
+            tracing::debug!(peer = %peer, kind = kind.code(), error = %error, "connection ended");
         }
-        ConnErrorKind::Io
+        _ => tracing::info!(peer = %peer, kind = kind.code(), error = %error, "connection error"),
     }
 }
 

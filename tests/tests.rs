@@ -1,5 +1,6 @@
 //! edgeguard's integration tests: one binary, one module per area.
 
+mod admin;
 mod auth;
 mod cli;
 mod client_address;
@@ -11,5 +12,6 @@ mod files;
 mod framing;
 mod process;
 mod proxy;
+mod reload;
 mod rulebook;
 mod tls;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod gateway;
 pub mod process;
 pub mod stub;
