@@ -35,12 +35,17 @@ pub struct ConnState {
     /// The head read after the connection was idle had two Content-Length
     /// lines (which the HTTP parser folds into one when they are equal).
     duplicate_length: AtomicBool,
+    /// The peer's address as a header value (for `X-Forwarded-For`), made
+    /// once per connection.
+    pub peer_header: http::HeaderValue,
 }
 
 impl ConnState {
-    /// State of a connection accepted now.
-    pub fn new() -> Arc<ConnState> {
+    /// State of a connection from `peer`, accepted now.
+    pub fn new(peer: std::net::IpAddr) -> Arc<ConnState> {
+        let peer = peer.to_canonical().to_string();
         Arc::new(ConnState {
+            peer_header: http::HeaderValue::from_str(&peer).expect("an address is a header value"),
             start: Instant::now(),
             active: AtomicU32::new(0),
             finished: AtomicU32::new(0),
@@ -64,8 +69,6 @@ struct HeadScan {
     matched: usize,
     /// Whether the current position is still within a line's name prefix.
     at_start: bool,
-    /// Consecutive line ends seen (ignoring CR).
-    newlines: u8,
     lengths: u8,
     done: bool,
 }
@@ -81,36 +84,39 @@ impl HeadScan {
         }
     }
 
-    /// Feeds bytes; returns true once the head has ended.
+    /// Feeds bytes; returns true once the head has ended. Only the first
+    /// bytes of each line are looked at; the rest is skipped with memchr.
     fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            if self.done {
-                break;
+        let mut i = 0;
+        while i < bytes.len() && !self.done {
+            if !self.at_start {
+                match memchr::memchr(b'\n', &bytes[i..]) {
+                    Some(n) => {
+                        i += n + 1;
+                        self.at_start = true;
+                        self.matched = 0;
+                    }
+                    None => i = bytes.len(),
+                }
+                continue;
             }
+            let b = bytes[i];
+            i += 1;
             match b {
-                b'\n' => {
-                    self.newlines += 1;
-                    if self.newlines == 2 {
-                        self.done = true;
-                    }
-                    self.at_start = true;
-                    self.matched = 0;
-                }
-                b'\r' => {}
-                _ => {
-                    self.newlines = 0;
-                    if self.at_start {
-                        if b.to_ascii_lowercase() == Self::NAME[self.matched] {
-                            self.matched += 1;
-                            if self.matched == Self::NAME.len() {
-                                self.lengths = self.lengths.saturating_add(1);
-                                self.at_start = false;
-                            }
-                        } else {
-                            self.at_start = false;
-                        }
+                // A line with nothing but its end: the head is over.
+                b'\n' if self.matched == 0 => self.done = true,
+                b'\r' if self.matched == 0 => {}
+                _ if self.matched < Self::NAME.len()
+                    && b.to_ascii_lowercase() == Self::NAME[self.matched] =>
+                {
+                    self.matched += 1;
+                    if self.matched == Self::NAME.len() {
+                        self.lengths = self.lengths.saturating_add(1);
+                        self.at_start = false;
                     }
                 }
+                b'\n' => self.matched = 0,
+                _ => self.at_start = false,
             }
         }
         self.done

@@ -9,7 +9,6 @@
 use std::net::IpAddr;
 
 use http::header::HOST;
-use http::uri::Authority;
 use http::{HeaderMap, Method, Version, request};
 
 use crate::geo::Country;
@@ -172,19 +171,38 @@ pub fn framing(parts: &request::Parts) -> Result<(), TargetError> {
     }
 }
 
-/// Whether `s` is a plausible `host[:port]` (no userinfo, no path, a
-/// numeric port).
+/// Whether `s` is a plausible `host[:port]`: a name of letters, digits,
+/// `-`, `.`, `_` and `~`, or a bracketed IPv6 literal, then an optional
+/// numeric port. Userinfo, paths, escapes and anything else are refused.
 fn is_host(s: &str) -> bool {
-    let Ok(authority) = Authority::try_from(s) else {
-        return false;
+    let (host, port) = match s.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((literal, after)) => {
+                let literal_ok = !literal.is_empty()
+                    && literal
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                if !literal_ok {
+                    return false;
+                }
+                match after {
+                    "" => return true,
+                    _ => (literal, after.strip_prefix(':').unwrap_or("x")),
+                }
+            }
+            None => return false,
+        },
+        None => match s.split_once(':') {
+            Some((host, port)) => (host, port),
+            None => (s, ""),
+        },
     };
-    let port_ok = match s.rsplit_once(':') {
-        // An IPv6 literal without brackets has colons but no port.
-        Some((host, _)) if !host.ends_with(']') && host.contains(':') => true,
-        Some((_, port)) => port.parse::<u16>().is_ok() || port.is_empty(),
-        None => true,
-    };
-    !s.is_empty() && !s.contains('@') && port_ok && !authority.host().is_empty()
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':'));
+    let port_ok = port.is_empty() || (port.len() <= 5 && port.parse::<u16>().is_ok());
+    host_ok && port_ok && (s.starts_with('[') || !host.contains(':'))
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! connection's task runs on the thread that uses it.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -62,34 +61,77 @@ pub enum ForwardError {
     },
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1, plus `Proxy-Connection` and
-/// `Keep-Alive`) and every header that `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
+/// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus `Proxy-Connection`
+/// and `Keep-Alive`).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+/// Header names to remove, gathered in one pass; requests carry few, so
+/// they are kept inline.
+#[derive(Default)]
+struct Removals {
+    inline: [Option<HeaderName>; 8],
+    len: usize,
+    more: Vec<HeaderName>,
+}
+
+impl Removals {
+    fn push(&mut self, name: HeaderName) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = Some(name);
+                self.len += 1;
+            }
+            None => self.more.push(name),
+        }
+    }
+
+    fn apply(self, headers: &mut HeaderMap) {
+        for name in self.inline.into_iter().flatten().chain(self.more) {
             headers.remove(name);
         }
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &header::PROXY_AUTHENTICATE,
-        &header::PROXY_AUTHORIZATION,
-    ] {
-        headers.remove(name);
+}
+
+/// Removes, in one pass over the names, the hop-by-hop headers, every
+/// header that `Connection` names, and those `also` picks.
+fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
+    let mut removals = Removals::default();
+    let mut connection = false;
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        }
+        if is_hop_by_hop(name) || also(name) {
+            removals.push(name.clone());
+        }
     }
+    if connection {
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    removals.push(name);
+                }
+            }
+        }
+    }
+    removals.apply(headers);
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1, plus `Proxy-Connection` and
+/// `Keep-Alive`) and every header that `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    strip(headers, |_| false);
 }
 
 /// What the gateway knows about where a request came from.
@@ -97,6 +139,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub struct Origin<'a> {
     /// The TCP peer (or the PROXY-protocol address standing for it).
     pub peer: IpAddr,
+    /// `peer` as a header value (made once per connection).
+    pub peer_value: &'a HeaderValue,
     /// Whether the peer is a trusted proxy.
     pub trusted: bool,
     /// The header that names the client, dropped from untrusted peers.
@@ -106,57 +150,59 @@ pub struct Origin<'a> {
     /// The Host the client asked for, as sent (port included).
     pub host: Option<&'a HeaderValue>,
     /// The request id.
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
 }
 
 /// Rewrites client headers into upstream headers: hop-by-hop stripped first;
 /// then, from an untrusted peer, every forwarding header dropped; then the
 /// gateway's own `X-Forwarded-For` (the peer appended to a trusted peer's
 /// list, else the peer alone), `X-Forwarded-Proto` and `X-Forwarded-Host`
-/// (a trusted peer's kept), `X-Request-Id`, and `Host`.
+/// (a trusted peer's kept), `X-Request-Id`, and `Host`. Stripping comes
+/// first, so `Connection` can never remove what the gateway adds.
 pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: HeaderValue) {
-    strip_hop_by_hop(headers);
-    let peer = origin.peer.to_string();
     if origin.trusted {
+        strip(headers, |_| false);
         let sent: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let value = if sent.is_empty() {
-            peer
+        if sent.is_empty() {
+            headers.insert(X_FORWARDED_FOR.clone(), origin.peer_value.clone());
         } else {
-            format!("{}, {peer}", sent.join(", "))
-        };
-        set(headers, &X_FORWARDED_FOR, &value);
-    } else {
-        let forwarding = headers
-            .keys()
-            .filter(|name| {
-                let n = name.as_str();
-                n.starts_with("x-forwarded-") || n == "forwarded"
-            })
-            .cloned()
-            .collect::<Vec<_>>();
-        for name in forwarding {
-            headers.remove(name);
+            let value = format!("{}, {}", sent.join(", "), origin.peer);
+            set(headers, &X_FORWARDED_FOR, &value);
         }
-        headers.remove(&X_REAL_IP);
-        headers.remove(origin.client_header);
-        set(headers, &X_FORWARDED_FOR, &peer);
-    }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        if !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(
+                X_FORWARDED_PROTO.clone(),
+                HeaderValue::from_static(origin.proto),
+            );
+        }
+        if let (false, Some(h)) = (headers.contains_key(&X_FORWARDED_HOST), origin.host) {
+            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        }
+    } else {
+        strip(headers, |name| {
+            let n = name.as_str();
+            n.starts_with("x-forwarded-")
+                || n == "forwarded"
+                || name == X_REAL_IP
+                || name == origin.client_header
+        });
+        headers.insert(X_FORWARDED_FOR.clone(), origin.peer_value.clone());
         headers.insert(
             X_FORWARDED_PROTO.clone(),
             HeaderValue::from_static(origin.proto),
         );
-    }
-    if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(h) = origin.host {
             headers.insert(X_FORWARDED_HOST.clone(), h.clone());
         }
     }
-    set(headers, &crate::respond::X_REQUEST_ID, origin.request_id);
+    headers.insert(
+        crate::respond::X_REQUEST_ID.clone(),
+        origin.request_id.clone(),
+    );
     headers.insert(header::HOST, host);
 }
 
@@ -167,11 +213,18 @@ fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 }
 
 /// The upstream URI: the upstream's scheme and authority, the canonical path
-/// and the query as received.
-pub fn upstream_uri(upstream: &UpstreamUrl, path: &str, query: Option<&str>) -> Option<Uri> {
-    let pq = match query {
-        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
-        None => PathAndQuery::try_from(path).ok()?,
+/// and the query as received. `received` is the client's path and query: when
+/// its path is the canonical one, it is reused as it is (no copy).
+pub fn upstream_uri(
+    upstream: &UpstreamUrl,
+    path: &str,
+    query: Option<&str>,
+    received: Option<&PathAndQuery>,
+) -> Option<Uri> {
+    let pq = match (received, query) {
+        (Some(pq), _) if pq.path() == path => pq.clone(),
+        (_, Some(q)) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
+        (_, None) => PathAndQuery::try_from(path).ok()?,
     };
     Uri::builder()
         .scheme(upstream.scheme.clone())
@@ -192,13 +245,15 @@ struct Idle {
 }
 
 thread_local! {
-    static POOL: RefCell<HashMap<Authority, Vec<Idle>>> = RefCell::new(HashMap::new());
+    /// Idle connections by upstream. A worker talks to few upstreams, so a
+    /// short list compared by authority beats hashing it on every request.
+    static POOL: RefCell<Vec<(Authority, Vec<Idle>)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn take_idle(authority: &Authority) -> Option<SendRequest<RequestBody>> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let idle = pool.get_mut(authority)?;
+        let (_, idle) = pool.iter_mut().find(|(a, _)| a == authority)?;
         idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() < MAX_IDLE_TIME);
         let ready = idle.iter().rposition(|i| i.sender.is_ready())?;
         Some(idle.swap_remove(ready).sender)
@@ -208,7 +263,14 @@ fn take_idle(authority: &Authority) -> Option<SendRequest<RequestBody>> {
 fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let idle = pool.entry(authority.clone()).or_default();
+        let index = match pool.iter().position(|(a, _)| a == authority) {
+            Some(i) => i,
+            None => {
+                pool.push((authority.clone(), Vec::new()));
+                pool.len() - 1
+            }
+        };
+        let idle = &mut pool[index].1;
         if idle.len() >= MAX_IDLE_PER_UPSTREAM {
             idle.remove(0);
         }
@@ -352,13 +414,16 @@ mod tests {
         host: Option<&'a HeaderValue>,
         name: &'a HeaderName,
     ) -> Origin<'a> {
+        static PEER: HeaderValue = HeaderValue::from_static("192.0.2.9");
+        static ID: HeaderValue = HeaderValue::from_static("abc");
         Origin {
             peer: "192.0.2.9".parse().expect("ip"),
+            peer_value: &PEER,
             trusted,
             client_header: name,
             proto: "http",
             host,
-            request_id: "abc",
+            request_id: &ID,
         }
     }
 

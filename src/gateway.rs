@@ -29,7 +29,7 @@ use crate::metrics::Counters;
 use crate::policy::{self, Policy, Route};
 use crate::reload::Live;
 use crate::request_id::{self, RequestId};
-use crate::respond::{self, RefusalView, X_REQUEST_ID};
+use crate::respond::{self, X_REQUEST_ID};
 
 static DEFAULT_RULE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(default)"));
 
@@ -78,18 +78,23 @@ pub struct Conn {
     pub tls: bool,
 }
 
-/// A request id: a new one, or a trusted peer's.
-enum Id {
-    New(RequestId),
-    Kept(HeaderValue),
-}
+/// A request id, a new one or a trusted peer's, held as the header value
+/// that the upstream request and the response both carry.
+struct Id(HeaderValue);
 
 impl Id {
+    fn new() -> Id {
+        let id: RequestId = request_id::new();
+        Id(HeaderValue::from_str(id.as_str()).expect("hex digits make a header value"))
+    }
+
     fn as_str(&self) -> &str {
-        match self {
-            Id::New(id) => id.as_str(),
-            Id::Kept(v) => v.to_str().unwrap_or(""),
-        }
+        // Only hex digits or `[A-Za-z0-9._-]` (request_id::is_acceptable).
+        self.0.to_str().unwrap_or("")
+    }
+
+    fn value(&self) -> &HeaderValue {
+        &self.0
     }
 }
 
@@ -172,11 +177,12 @@ impl Exchange<'_> {
     fn origin<'h>(&'h self, trusted: bool, host: Option<&'h HeaderValue>) -> Origin<'h> {
         Origin {
             peer: self.conn.peer.ip().to_canonical(),
+            peer_value: &self.state.peer_header,
             trusted,
             client_header: self.policy.client_ip.header.header_name(),
             proto: if self.conn.tls { "https" } else { "http" },
             host,
-            request_id: self.id.as_str(),
+            request_id: self.id.value(),
         }
     }
 
@@ -221,8 +227,7 @@ impl Exchange<'_> {
         accept: Option<&HeaderValue>,
         line: Option<LineBuilder>,
     ) -> Response<Logged> {
-        let view = RefusalView::new(self.policy, refusal, roles, self.id.as_str());
-        let mut response = respond::refusal(&view, accept);
+        let mut response = respond::refusal(self.policy, refusal, roles, self.id.value(), accept);
         if refusal.status == http::StatusCode::REQUEST_TIMEOUT {
             response
                 .headers_mut()
@@ -304,8 +309,8 @@ pub async fn handle(
         peer
     };
     let id = match parts.headers.get(&X_REQUEST_ID) {
-        Some(v) if trusted && request_id::is_acceptable(v.as_bytes()) => Id::Kept(v.clone()),
-        _ => Id::New(request_id::new()),
+        Some(v) if trusted && request_id::is_acceptable(v.as_bytes()) => Id(v.clone()),
+        _ => Id::new(),
     };
     let mut ex = Exchange {
         shared: &shared,
@@ -432,9 +437,9 @@ pub async fn handle(
             .await;
             match served {
                 Served::Response(mut response) => {
-                    if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
-                        response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-                    }
+                    response
+                        .headers_mut()
+                        .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
                     let outcome = LineOutcome {
                         decision: "allow",
                         reason: None,
@@ -492,7 +497,12 @@ pub async fn handle(
             } else {
                 ex
             };
-            let Some(uri) = forward::upstream_uri(upstream, &canonical, target.query) else {
+            let Some(uri) = forward::upstream_uri(
+                upstream,
+                &canonical,
+                target.query,
+                parts.uri.path_and_query(),
+            ) else {
                 return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
             };
             proxy(
@@ -560,7 +570,7 @@ async fn index_fallback<'a>(
         if let Err(refusal) = decide(&candidate) {
             return IndexFound::Refused(ex, refusal);
         }
-        let Some(uri) = forward::upstream_uri(upstream, &candidate, query) else {
+        let Some(uri) = forward::upstream_uri(upstream, &candidate, query, None) else {
             continue;
         };
         let mut headers = parts.headers.clone();
@@ -579,9 +589,9 @@ async fn index_fallback<'a>(
             Ok(mut response) => {
                 forward::client_response(&mut response);
                 *response.version_mut() = parts.version;
-                if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
-                    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-                }
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
                 return IndexFound::Response(ex, Box::new(response.map(ResponseBody::Upstream)));
             }
             Err(e) => {
@@ -711,9 +721,9 @@ async fn proxy(
             forward::client_response(&mut response);
             // The client's protocol, whatever the upstream spoke.
             *response.version_mut() = version;
-            if let Ok(id) = HeaderValue::from_str(ex.id.as_str()) {
-                response.headers_mut().insert(X_REQUEST_ID.clone(), id);
-            }
+            response
+                .headers_mut()
+                .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
             if let (true, Some(client), Some(token)) = (switching, client_upgrade, upstream_upgrade)
             {
                 let headers = response.headers_mut();

@@ -12,7 +12,7 @@ use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTIC
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
-use crate::decision::{Reason, Refusal};
+use crate::decision::{Reason, Refusal, RuleId};
 use crate::policy::Policy;
 
 /// `X-Request-Id`.
@@ -21,25 +21,164 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The methods the gateway itself answers `OPTIONS *` and 405 with.
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
-/// The HTTP answer for a refusal: JSON, or HTML when the client prefers it;
-/// always `Cache-Control: no-store` and `X-Request-Id`; `WWW-Authenticate`
-/// on 401 and `Allow` on 405.
-pub fn refusal(view: &RefusalView<'_>, accept: Option<&HeaderValue>) -> Response<ResponseBody> {
+/// Where the request id goes in a body made ahead of time.
+const ID_MARK: &str = "@@edgeguard-request-id@@";
+
+/// A refusal body made when the policy is compiled: everything but the
+/// request id, so that a refusal costs one copy, not a formatting.
+#[derive(Debug, Clone)]
+pub struct Prebuilt {
+    status: StatusCode,
+    reason: Reason,
+    json: (Box<str>, Box<str>),
+    html: (Box<str>, Box<str>),
+}
+
+impl Prebuilt {
+    fn of(view: &RefusalView<'_>) -> Prebuilt {
+        let split = |body: String| -> (Box<str>, Box<str>) {
+            let (before, after) = body
+                .split_once(ID_MARK)
+                .expect("the body holds the id once");
+            (before.into(), after.into())
+        };
+        Prebuilt {
+            status: view.status,
+            reason: view.reason,
+            json: split(view.json()),
+            html: split(view.html()),
+        }
+    }
+
+    fn body(&self, html: bool, id: &[u8]) -> Vec<u8> {
+        let (before, after) = if html { &self.html } else { &self.json };
+        let mut body = Vec::with_capacity(before.len() + id.len() + after.len());
+        body.extend_from_slice(before.as_bytes());
+        body.extend_from_slice(id);
+        body.extend_from_slice(after.as_bytes());
+        body
+    }
+}
+
+/// Every refusal body a policy can send, but role refusals (which name the
+/// token's roles): by rule, and by reason for refusals no rule makes.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalBodies {
+    /// A rule's own refusal (`deny`), or its `token_missing` (`require`).
+    by_rule: Vec<Option<Prebuilt>>,
+    /// A `require` rule's `token_invalid`.
+    invalid_token: Vec<Option<Prebuilt>>,
+    /// By `Reason::ALL` index, for refusals without a rule.
+    by_reason: Vec<Prebuilt>,
+}
+
+impl RefusalBodies {
+    /// The bodies of `policy` (rule names shown per `expose_rule_names`).
+    pub fn build(policy: &Policy) -> RefusalBodies {
+        let made = |rule: Option<RuleId>, reason: Reason, status: StatusCode| {
+            let refusal = Refusal {
+                reason,
+                rule,
+                status,
+            };
+            Prebuilt::of(&RefusalView::new(policy, &refusal, None, ID_MARK))
+        };
+        let mut bodies = RefusalBodies::default();
+        for (i, rule) in policy.rules.iter().enumerate() {
+            let id = Some(RuleId(i as u32));
+            let (own, invalid) = match rule.action {
+                crate::config::Action::Allow => (None, None),
+                crate::config::Action::Deny => (Some(made(id, rule.reason, rule.status)), None),
+                crate::config::Action::Require => (
+                    Some(made(
+                        id,
+                        Reason::TokenMissing,
+                        Reason::TokenMissing.status(),
+                    )),
+                    Some(made(
+                        id,
+                        Reason::TokenInvalid,
+                        Reason::TokenInvalid.status(),
+                    )),
+                ),
+            };
+            bodies.by_rule.push(own);
+            bodies.invalid_token.push(invalid);
+        }
+        bodies.by_reason = Reason::ALL
+            .iter()
+            .map(|&r| made(None, r, r.status()))
+            .collect();
+        bodies
+    }
+
+    /// The body made ahead for this refusal, if there is one.
+    fn find(&self, refusal: &Refusal) -> Option<&Prebuilt> {
+        let hit = match refusal.rule {
+            // A hidden refusal is answered exactly like a missing page.
+            _ if refusal.is_hidden() => {
+                let i = Reason::ALL.iter().position(|r| *r == Reason::NotFound)?;
+                return self.by_reason.get(i);
+            }
+            None => {
+                let i = Reason::ALL.iter().position(|r| *r == refusal.reason)?;
+                self.by_reason.get(i)
+            }
+            Some(RuleId(i)) if refusal.reason == Reason::TokenInvalid => {
+                self.invalid_token.get(i as usize)?.as_ref()
+            }
+            Some(RuleId(i)) => self.by_rule.get(i as usize)?.as_ref(),
+        }?;
+        // A refusal that differs from what was made ahead (a hidden 404, a
+        // status set at request time) is made then.
+        (hit.status == refusal.status && hit.reason == refusal.reason).then_some(hit)
+    }
+}
+
+/// The HTTP answer for a refusal: JSON, or HTML when the client prefers it
+/// (SPEC 7). Bodies come ready-made from the policy where they can;
+/// role refusals, which name the token's roles, are made per request.
+pub fn refusal(
+    policy: &Policy,
+    refusal: &Refusal,
+    roles: Option<&[String]>,
+    id: &HeaderValue,
+    accept: Option<&HeaderValue>,
+) -> Response<ResponseBody> {
     let html = prefers_html(accept);
-    let (body, content_type) = if html {
-        (view.html(), "text/html; charset=utf-8")
+    let made = (refusal.reason != Reason::RoleInsufficient)
+        .then(|| policy.refusal_bodies.find(refusal))
+        .flatten();
+    let (body, status, reason) = match made {
+        Some(p) => (p.body(html, id.as_bytes()), p.status, p.reason),
+        None => {
+            let view = RefusalView::new(policy, refusal, roles, id.to_str().unwrap_or(""));
+            let body = if html { view.html() } else { view.json() };
+            (body.into_bytes(), view.status, view.reason)
+        }
+    };
+    respond_with(body, html, status, reason, id)
+}
+
+fn respond_with(
+    body: Vec<u8>,
+    html: bool,
+    status: StatusCode,
+    reason: Reason,
+    id: &HeaderValue,
+) -> Response<ResponseBody> {
+    let content_type = if html {
+        "text/html; charset=utf-8"
     } else {
-        (view.json(), "application/json")
+        "application/json"
     };
     let mut response = Response::new(ResponseBody::full(body));
-    *response.status_mut() = view.status;
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(id) = HeaderValue::from_str(view.request_id) {
-        headers.insert(X_REQUEST_ID.clone(), id);
-    }
-    match view.reason {
+    headers.insert(X_REQUEST_ID.clone(), id.clone());
+    match reason {
         Reason::TokenMissing => {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -245,6 +384,14 @@ fn json_roles(out: &mut String, roles: Option<&[String]>) {
 /// Appends `s` as a JSON string literal.
 pub fn json_string(out: &mut String, s: &str) {
     out.push('"');
+    let plain = s
+        .bytes()
+        .all(|b| b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&'));
+    if plain {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -340,7 +340,7 @@ async fn serve_http<T>(
 {
     let peer = conn.peer;
     let shared_for_errors = Arc::clone(&shared);
-    let state = ConnState::new();
+    let state = ConnState::new(peer.ip());
     let io = Watched::new(
         io,
         Arc::clone(&state),

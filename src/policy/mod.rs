@@ -56,6 +56,8 @@ pub struct Policy {
     pub lists: Vec<NamedList>,
     /// CIDR entries written in rules and `trusted_proxies` rather than lists.
     pub inline_cidrs: usize,
+    /// The refusal bodies, made ahead.
+    pub refusal_bodies: crate::respond::RefusalBodies,
     /// Where it came from.
     pub source: PolicySource,
 }
@@ -174,6 +176,7 @@ impl Policy {
             tests: Vec::new(),
             lists,
             inline_cidrs: inline_cidrs(book),
+            refusal_bodies: Default::default(),
             source: PolicySource {
                 path: book.source.path().to_path_buf(),
                 sha256: hex(&sha2::Sha256::digest(book.source.text().as_bytes())),
@@ -182,6 +185,7 @@ impl Policy {
             },
         };
         policy.tests = ruletest::compile(book, diags);
+        policy.refusal_bodies = crate::respond::RefusalBodies::build(&policy);
         (diags.errors.len() == errors_before).then_some(policy)
     }
 }
