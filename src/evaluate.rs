@@ -17,6 +17,7 @@ use crate::decision::{Decision, DryRunHit, Outcome, Reason, Refusal, RuleId};
 use crate::facts::{RequestFacts, Token};
 use crate::geo::Country;
 use crate::host::Referer;
+use crate::matcher::PathHits;
 use crate::policy::{Condition, Policy, Rule};
 
 /// What happened to one rule during an evaluation.
@@ -74,6 +75,11 @@ pub fn evaluate_with_country(
 
 /// Lazily computed facts, each at most once per evaluation.
 struct Lazy<'f> {
+    /// Which of the policy's path regexes match, per path read (the
+    /// canonical one, then the upstream's reading when it differs).
+    /// Keyed by the path's address and length: one evaluation reads at most
+    /// two paths, both alive throughout.
+    path_hits: [Option<((usize, usize), PathHits)>; 2],
     country: Option<Country>,
     referer: Option<Referer<'f>>,
     token: Option<Verified<'f>>,
@@ -91,6 +97,7 @@ fn evaluate_inner(
     mut trace: Option<&mut Vec<TraceEntry>>,
 ) -> (Decision, Option<Country>) {
     let mut lazy = Lazy {
+        path_hits: [None, None],
         country: facts.country,
         referer: None,
         token: None,
@@ -255,6 +262,27 @@ fn country(policy: &Policy, facts: &RequestFacts<'_>, lazy: &mut Lazy<'_>) -> Co
     })
 }
 
+/// Which path regexes of the policy match `path`, computed once per path.
+fn path_hits<'l>(policy: &Policy, path: &str, lazy: &'l mut Lazy<'_>) -> &'l PathHits {
+    let key = (path.as_ptr() as usize, path.len());
+    let slot = match lazy
+        .path_hits
+        .iter()
+        .position(|s| matches!(s, Some((k, _)) if *k == key))
+    {
+        Some(i) => i,
+        None => {
+            let i = usize::from(lazy.path_hits[0].is_some());
+            lazy.path_hits[i] = Some((key, policy.path_set.matches(path)));
+            i
+        }
+    };
+    lazy.path_hits[slot]
+        .as_ref()
+        .map(|(_, hits)| hits)
+        .expect("the slot was found or just filled")
+}
+
 fn referer<'f, 'l>(facts: &RequestFacts<'f>, lazy: &'l mut Lazy<'f>) -> &'l Referer<'f> {
     lazy.referer
         .get_or_insert_with(|| crate::host::referer(facts.headers.get_all(REFERER)))
@@ -278,7 +306,9 @@ fn holds<'f>(
             boundaries,
             negate,
         } => prefixes.iter().any(|p| boundaries.is_under(facts.path, p)) != *negate,
-        Condition::PathRegex { set, negate } => set.is_match(facts.path) != *negate,
+        Condition::PathRegex { range, negate, .. } => {
+            path_hits(policy, facts.path, lazy).any(range) != *negate
+        }
         Condition::QueryRegex { set } => set.is_match(facts.query.unwrap_or("")),
         Condition::HeaderRegex { headers } => headers.iter().all(|(name, re)| {
             facts
@@ -339,7 +369,7 @@ fn describe_failure<'f>(
                 format!("path {} is not under {names}", facts.path)
             }
         }
-        Condition::PathRegex { set, negate } => {
+        Condition::PathRegex { set, negate, .. } => {
             if *negate {
                 let hit = set.matches(facts.path).iter().next().unwrap_or(0);
                 format!("path {} matches '{}'", facts.path, set.patterns()[hit])

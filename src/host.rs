@@ -242,6 +242,22 @@ impl HostSet {
     /// The most specific way a normalized host matches the set, if any.
     pub fn best_match(&self, normalized_host: &str) -> Option<HostMatch> {
         let host = normalized_host;
+        // A few patterns are compared directly: cheaper than hashing the host.
+        if self.exact.len() + self.suffixes.len() <= 8 {
+            if self.exact.iter().any(|e| **e == *host) {
+                return Some(HostMatch::Exact);
+            }
+            let bytes = host.as_bytes();
+            let subdomain = self.suffixes.iter().any(|suffix| {
+                suffix.len() < bytes.len()
+                    && bytes.ends_with(suffix.as_bytes())
+                    && bytes[bytes.len() - suffix.len() - 1] != b'.'
+            });
+            if subdomain {
+                return Some(HostMatch::Subdomains);
+            }
+            return self.any.then_some(HostMatch::Any);
+        }
         if self.exact.contains(host) {
             return Some(HostMatch::Exact);
         }
@@ -514,8 +530,8 @@ impl Hotlink {
             Referer::Missing => !self.allow_missing,
             Referer::Malformed => !self.allow_malformed,
             Referer::Host(host) => {
-                !(self.allow.matches(host)
-                    || (self.allow_own_host && !own_host.is_empty() && host == own_host))
+                !((self.allow_own_host && !own_host.is_empty() && host == own_host)
+                    || self.allow.matches(host))
             }
         }
     }

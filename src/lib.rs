@@ -36,6 +36,7 @@ pub mod ipset;
 pub mod limits;
 pub mod lints;
 pub mod log;
+pub mod matcher;
 pub mod metrics;
 pub mod path;
 pub mod policy;

@@ -58,6 +58,8 @@ pub struct Policy {
     pub inline_cidrs: usize,
     /// The refusal bodies, made ahead.
     pub refusal_bodies: crate::respond::RefusalBodies,
+    /// Every `path_regex` of every rule, matched once per request.
+    pub path_set: crate::matcher::PathSet,
     /// Where it came from.
     pub source: PolicySource,
 }
@@ -165,6 +167,7 @@ impl Policy {
         {
             files.push(book.resolve(f.get_ref()));
         }
+        let path_set = gather_path_regexes(&mut rules);
         let mut policy = Policy {
             settings,
             client_ip,
@@ -177,6 +180,7 @@ impl Policy {
             lists,
             inline_cidrs: inline_cidrs(book),
             refusal_bodies: Default::default(),
+            path_set,
             source: PolicySource {
                 path: book.source.path().to_path_buf(),
                 sha256: hex(&sha2::Sha256::digest(book.source.text().as_bytes())),
@@ -201,6 +205,22 @@ fn inline_cidrs(book: &Rulebook) -> usize {
         .flat_map(|l| l.get_ref())
         .filter(|e| !e.get_ref().trim().starts_with('@'))
         .count()
+}
+
+/// Puts every rule's path regexes in one set and tells each condition where
+/// its patterns are in it.
+fn gather_path_regexes(rules: &mut [Rule]) -> crate::matcher::PathSet {
+    let mut patterns = Vec::new();
+    for rule in rules.iter_mut() {
+        for condition in &mut rule.conditions {
+            if let Condition::PathRegex { set, range, .. } = condition {
+                let start = patterns.len();
+                patterns.extend(set.patterns().iter().cloned());
+                *range = start..patterns.len();
+            }
+        }
+    }
+    crate::matcher::PathSet::new(&patterns).unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -71,20 +71,22 @@ pub enum Condition {
     },
     /// `path_regex` / `not_path_regex`.
     PathRegex {
-        /// The regexes, matched in one pass.
+        /// The regexes (for explanations; requests use the policy's path set).
         set: regex::RegexSet,
+        /// This condition's patterns in the policy's path set.
+        range: std::ops::Range<usize>,
         /// `not_path_regex`.
         negate: bool,
     },
     /// `query_regex`.
     QueryRegex {
         /// The regexes.
-        set: regex::RegexSet,
+        set: crate::matcher::Dual,
     },
     /// `header_regex`: every named header must have an instance that matches.
     HeaderRegex {
         /// Header name → regex over the raw value bytes.
-        headers: Vec<(http::HeaderName, regex::bytes::Regex)>,
+        headers: Vec<(http::HeaderName, crate::matcher::DualBytes)>,
     },
     /// `ip` / `not_ip`.
     Ip {
@@ -265,11 +267,17 @@ pub(super) fn compile_rule(
     }
     for (list, negate) in [(path_regex, false), (not_path_regex, true)] {
         if let Some(set) = regex_set(list, &label, book, diags) {
-            conditions.push(Condition::PathRegex { set, negate });
+            conditions.push(Condition::PathRegex {
+                set,
+                range: 0..0,
+                negate,
+            });
         }
     }
     if let Some(set) = regex_set(query_regex, &label, book, diags) {
-        conditions.push(Condition::QueryRegex { set });
+        conditions.push(Condition::QueryRegex {
+            set: crate::matcher::Dual::new(set),
+        });
     }
     if let Some(table) = header_regex {
         let mut headers = Vec::new();
@@ -283,7 +291,9 @@ pub(super) fn compile_rule(
             let header = http::HeaderName::from_bytes(name.get_ref().as_bytes());
             let regex = compile_regex(pattern, regex::bytes::Regex::new, book, diags);
             match header {
-                Ok(header) => headers.extend(regex.map(|r| (header, r))),
+                Ok(header) => {
+                    headers.extend(regex.map(|r| (header, crate::matcher::DualBytes::new(r))))
+                }
                 Err(_) => diags.error(
                     book.locate(&name.span()),
                     format!("invalid header name \"{}\"", name.get_ref()),
