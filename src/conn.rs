@@ -38,6 +38,9 @@ pub struct ConnState {
     /// The peer's address as a header value (for `X-Forwarded-For`), made
     /// once per connection.
     pub peer_header: http::HeaderValue,
+    /// The reader, woken when the last request in flight ends (its idle
+    /// clock starts then).
+    reader: atomic_waker::AtomicWaker,
 }
 
 impl ConnState {
@@ -51,6 +54,7 @@ impl ConnState {
             finished: AtomicU32::new(0),
             last_finished_ms: AtomicU64::new(0),
             duplicate_length: AtomicBool::new(false),
+            reader: atomic_waker::AtomicWaker::new(),
         })
     }
 
@@ -140,7 +144,9 @@ impl Drop for InFlight {
         let ms = self.0.start.elapsed().as_millis() as u64;
         self.0.last_finished_ms.store(ms, Ordering::Release);
         self.0.finished.fetch_add(1, Ordering::AcqRel);
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -163,6 +169,41 @@ pub enum ConnTimeout {
     /// A request head took longer than `header_timeout`.
     #[error("request head not received in time")]
     Header,
+}
+
+/// Writes go straight to the inner stream: both wrappers only watch reads.
+macro_rules! delegate_async_write {
+    ($wrapper:ident) => {
+        impl<T: AsyncWrite + Unpin> AsyncWrite for $wrapper<T> {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+            }
+
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.inner.is_write_vectored()
+            }
+        }
+    };
 }
 
 /// A stream with bytes already read ahead of it (those after a PROXY
@@ -196,35 +237,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+delegate_async_write!(Prefixed);
 
 /// A client connection's I/O with its clock.
 #[derive(Debug)]
@@ -287,14 +300,13 @@ impl<T> Watched<T> {
         }
     }
 
-    /// When to look again, and which timeout it is (none while busy: then
-    /// the clock only wakes the reader to notice the request has ended,
-    /// which nothing else would tell it).
-    fn deadline(&self) -> (Instant, Option<ConnTimeout>) {
+    /// When the connection's clock runs out, and which one; none while a
+    /// request is in flight.
+    fn deadline(&self) -> Option<(Instant, ConnTimeout)> {
         match self.phase {
-            Phase::Busy => (Instant::now() + self.idle_timeout, None),
-            Phase::Idle { since } => (since + self.idle_timeout, Some(ConnTimeout::Idle)),
-            Phase::Head { since } => (since + self.header_timeout, Some(ConnTimeout::Header)),
+            Phase::Busy => None,
+            Phase::Idle { since } => Some((since + self.idle_timeout, ConnTimeout::Idle)),
+            Phase::Head { since } => Some((since + self.header_timeout, ConnTimeout::Header)),
         }
     }
 }
@@ -322,52 +334,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => loop {
-                let (deadline, which) = this.deadline();
+                let Some((deadline, which)) = this.deadline() else {
+                    // Busy: no clock runs; the last request to end wakes
+                    // the reader, whose idle clock starts then.
+                    this.state.reader.register(cx.waker());
+                    if this.state.active.load(Ordering::Acquire) == 0 {
+                        this.update_phase();
+                        continue;
+                    }
+                    return Poll::Pending;
+                };
                 if this.sleep.deadline() != deadline {
                     this.sleep.as_mut().reset(deadline);
                 }
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                if let Some(which) = which {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, which)));
-                }
-                // Busy when last seen: look again, and arm the next deadline.
-                this.update_phase();
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, which)));
             },
         }
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
+delegate_async_write!(Watched);
 
 use std::future::Future as _;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -27,10 +27,21 @@ use crate::respond::json_string;
 /// Lines waiting for the writer before new ones are dropped.
 const CHANNEL_LINES: usize = 16 * 1024;
 
+/// How often the writer drains the channel.
+const DRAIN_EVERY: Duration = Duration::from_millis(20);
+
+/// What the writer thread receives.
+#[derive(Debug)]
+enum Msg {
+    Line(String),
+    /// Write out everything queued, then acknowledge.
+    Flush(SyncSender<()>),
+}
+
 /// The access log's sending side.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: SyncSender<String>,
+    tx: SyncSender<Msg>,
     dropped: AtomicU64,
 }
 
@@ -57,8 +68,19 @@ impl AccessLog {
 
     /// Queues a line; never waits.
     pub fn send(&self, line: String) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(line) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(Msg::Line(line))
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes out every line queued so far (at shutdown); waits at most a
+    /// second.
+    pub fn flush(&self) {
+        let (ack, done) = sync_channel(1);
+        if self.tx.send(Msg::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(Duration::from_secs(1));
         }
     }
 
@@ -68,12 +90,28 @@ impl AccessLog {
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn std::io::Write + Send>) {
+/// Drains the channel every [`DRAIN_EVERY`], never waiting on it: a
+/// receiver blocked in `recv` makes every send wake it (a system call and a
+/// context switch per request); a sleeping one costs senders nothing.
+fn write_lines(rx: Receiver<Msg>, out: Box<dyn std::io::Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let _ = out.write_all(line.as_bytes());
-        while let Ok(line) = rx.try_recv() {
-            let _ = out.write_all(line.as_bytes());
+    loop {
+        std::thread::sleep(DRAIN_EVERY);
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Line(line)) => {
+                    let _ = out.write_all(line.as_bytes());
+                }
+                Ok(Msg::Flush(ack)) => {
+                    let _ = out.flush();
+                    let _ = ack.send(());
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
         }
         let _ = out.flush();
     }

@@ -76,6 +76,8 @@ impl Running {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+        // The last requests' access lines are written before the process ends.
+        self.shared.access_log.flush();
         let _ = self.stop_admin.send(true);
         if let Some(admin) = self.admin_thread.take() {
             let _ = admin.join();

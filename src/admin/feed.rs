@@ -21,7 +21,9 @@ pub const RECENT: usize = 50;
 /// Minutes of per-minute counts kept.
 pub const MINUTES: usize = 60;
 /// Events waiting for the aggregator before new ones are dropped.
-const CHANNEL_EVENTS: usize = 4096;
+const CHANNEL_EVENTS: usize = 64 * 1024;
+/// How often the aggregator drains the channel.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Text kept inline, cut at `N` bytes (on a character boundary).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,12 +232,20 @@ fn minute_of(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 60
 }
 
+/// Drains the channel every [`DRAIN_EVERY`]. The aggregator never waits on
+/// the channel itself: a receiver blocked in `recv` makes every send wake it
+/// (a system call and a context switch per refused request); a sleeping one
+/// costs senders nothing.
 fn aggregate(rx: Receiver<RefusalEvent>, board: &Board) {
-    while let Ok(event) = rx.recv() {
+    loop {
+        std::thread::sleep(DRAIN_EVERY);
         let mut state = board.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.add(event);
-        while let Ok(event) = rx.try_recv() {
-            state.add(event);
+        loop {
+            match rx.try_recv() {
+                Ok(event) => state.add(event),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
         }
     }
 }
