@@ -162,17 +162,9 @@ pub struct Origin<'a> {
 pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: HeaderValue) {
     if origin.trusted {
         strip(headers, |_| false);
-        let sent: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if sent.is_empty() {
-            headers.insert(X_FORWARDED_FOR.clone(), origin.peer_value.clone());
-        } else {
-            let value = format!("{}, {}", sent.join(", "), origin.peer);
-            set(headers, &X_FORWARDED_FOR, &value);
-        }
+        headers.reserve(ADDED_HEADERS);
+        let forwarded_for = appended_forwarded_for(headers, origin.peer_value);
+        headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
         if !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(
                 X_FORWARDED_PROTO.clone(),
@@ -190,6 +182,7 @@ pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: Head
                 || name == X_REAL_IP
                 || name == origin.client_header
         });
+        headers.reserve(ADDED_HEADERS);
         headers.insert(X_FORWARDED_FOR.clone(), origin.peer_value.clone());
         headers.insert(
             X_FORWARDED_PROTO.clone(),
@@ -206,10 +199,30 @@ pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: Head
     headers.insert(header::HOST, host);
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(name.clone(), v);
+/// How many headers `upstream_headers` may add: reserved at once rather than
+/// growing the map header by header.
+const ADDED_HEADERS: usize = 5;
+
+/// The `X-Forwarded-For` a trusted peer's request goes on with: the values it
+/// sent (those that are visible ASCII), then the peer. Built as bytes: no
+/// formatting machinery and one allocation.
+fn appended_forwarded_for(headers: &HeaderMap, peer: &HeaderValue) -> HeaderValue {
+    let mut sent = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter(|v| v.to_str().is_ok())
+        .peekable();
+    if sent.peek().is_none() {
+        return peer.clone();
     }
+    let mut value = bytes::BytesMut::with_capacity(64);
+    for v in sent {
+        value.extend_from_slice(v.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(peer.as_bytes());
+    // Visible ASCII joined by ", ": always a valid header value.
+    HeaderValue::from_maybe_shared(value.freeze()).unwrap_or_else(|_| peer.clone())
 }
 
 /// The upstream URI: the upstream's scheme and authority, the canonical path
@@ -250,11 +263,15 @@ thread_local! {
     static POOL: RefCell<Vec<(Authority, Vec<Idle>)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn take_idle(authority: &Authority) -> Option<SendRequest<RequestBody>> {
+fn take_idle(authority: &Authority, now: Instant) -> Option<SendRequest<RequestBody>> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let (_, idle) = pool.iter_mut().find(|(a, _)| a == authority)?;
-        idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() < MAX_IDLE_TIME);
+        let (_, idle) = pool
+            .iter_mut()
+            .find(|(a, _)| a.as_str() == authority.as_str())?;
+        idle.retain(|i| {
+            !i.sender.is_closed() && now.saturating_duration_since(i.since) < MAX_IDLE_TIME
+        });
         let ready = idle.iter().rposition(|i| i.sender.is_ready())?;
         Some(idle.swap_remove(ready).sender)
     })
@@ -263,7 +280,12 @@ fn take_idle(authority: &Authority) -> Option<SendRequest<RequestBody>> {
 fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let index = match pool.iter().position(|(a, _)| a == authority) {
+        // Exact bytes: the authorities come from the compiled routes, and
+        // `Authority`'s own comparison folds case byte by byte.
+        let index = match pool
+            .iter()
+            .position(|(a, _)| a.as_str() == authority.as_str())
+        {
             Some(i) => i,
             None => {
                 pool.push((authority.clone(), Vec::new()));
@@ -312,9 +334,11 @@ async fn connect(
 }
 
 /// Sends a request to its upstream (`request.uri()` carries the authority)
-/// and waits for the response head.
+/// and waits for the response head. `now` is when sending starts: the clock
+/// for the head deadline and for expiring idle pooled connections.
 pub async fn send(
     mut request: Request<RequestBody>,
+    now: Instant,
     connect_timeout: Duration,
     head_timeout: Duration,
 ) -> Result<Response<Incoming>, ForwardError> {
@@ -332,12 +356,16 @@ pub async fn send(
     *request.uri_mut() = Uri::from(path_and_query);
     *request.version_mut() = Version::HTTP_11;
 
-    let deadline = tokio::time::Instant::now() + head_timeout;
+    let deadline = tokio::time::Instant::from_std(now) + head_timeout;
     let mut request = Some(request);
     // A pooled connection the upstream closed while idle gives the request
     // back unsent; it is then sent on a fresh connection.
     for fresh in [false, true] {
-        let pooled = if fresh { None } else { take_idle(&authority) };
+        let pooled = if fresh {
+            None
+        } else {
+            take_idle(&authority, now)
+        };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(s) => s,
@@ -473,6 +501,19 @@ mod tests {
             "203.0.113.1, 10.0.0.1, 10.0.0.2, 192.0.2.9"
         );
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn values_that_are_not_visible_ascii_are_not_passed_on() {
+        let mut h = headers(&[("x-forwarded-for", "203.0.113.1")]);
+        h.append(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::from_bytes(b"10.0.0.\xff").expect("obs-text value"),
+        );
+        let host = HeaderValue::from_static("h");
+        let name = HeaderName::from_static("x-forwarded-for");
+        upstream_headers(&mut h, &origin(true, Some(&host), &name), host.clone());
+        assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.9");
     }
 
     #[test]

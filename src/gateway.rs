@@ -632,6 +632,7 @@ async fn send(
     let started = Instant::now();
     let result = forward::send(
         request,
+        started,
         limits.upstream_connect_timeout,
         limits.upstream_timeout,
     )
