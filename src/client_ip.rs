@@ -126,20 +126,41 @@ where
         is_trusted,
         last_good: peer,
     };
-    for value in values.into_iter().rev() {
-        let value = value.as_ref();
-        let flow = match list {
-            List::XForwardedFor => value
+    let flow = match list {
+        // No quoting: the instances walked one by one are the instances joined.
+        List::XForwardedFor => values.into_iter().rev().try_for_each(|value| {
+            value
+                .as_ref()
                 .rsplit(|&b| b == b',')
-                .try_for_each(|entry| walk.step(parse_address(trim(entry), Ports::Numeric))),
-            List::Forwarded => ElementsRev { rest: Some(value) }
-                .try_for_each(|element| walk.step(forwarded_for(element))),
-        };
-        if let ControlFlow::Break(client) = flow {
-            return client;
+                .try_for_each(|entry| walk.step(parse_address(trim(entry), Ports::Numeric)))
+        }),
+        // A quoted string may open in one instance and close in the next:
+        // several instances are joined (RFC 9110 5.3) before they are walked.
+        List::Forwarded => {
+            let mut values = values.into_iter();
+            match (values.next(), values.next()) {
+                (None, _) => ControlFlow::Continue(()),
+                (Some(one), None) => walk_forwarded(one.as_ref(), &mut walk),
+                (Some(first), Some(second)) => {
+                    let mut joined = first.as_ref().to_vec();
+                    for value in std::iter::once(second).chain(values) {
+                        joined.extend_from_slice(b", ");
+                        joined.extend_from_slice(value.as_ref());
+                    }
+                    walk_forwarded(&joined, &mut walk)
+                }
+            }
         }
+    };
+    match flow {
+        ControlFlow::Break(client) => client,
+        ControlFlow::Continue(()) => walk.last_good,
     }
-    walk.last_good
+}
+
+/// Walks one `Forwarded` value right to left.
+fn walk_forwarded<F: Fn(IpAddr) -> bool>(value: &[u8], walk: &mut Walk<F>) -> ControlFlow<IpAddr> {
+    ElementsRev { rest: Some(value) }.try_for_each(|element| walk.step(forwarded_for(element)))
 }
 
 /// The list headers, walked right to left.
@@ -475,6 +496,8 @@ mod tests {
         ("forwarded escaped quote before comma stays quoted", "10.0.0.1", FWD, &["for=1.2.3.4;host=\"x,\\\"\", for=10.0.0.2"], "1.2.3.4"),
         ("forwarded escaped backslash closes quote", "10.0.0.1", FWD, &["for=1.2.3.4;host=\"a\\\\\", for=10.0.0.2"], "1.2.3.4"),
         ("forwarded unterminated quote ends walk", "10.0.0.1", FWD, &["for=\"1.2.3.4, for=10.0.0.2"], "10.0.0.2"),
+        ("forwarded quote across instances is one element", "10.0.0.1", FWD, &["for=1.1.1.1;x=\"", "\", for=10.0.0.2"], "1.1.1.1"),
+        ("forwarded instances are joined", "10.0.0.1", FWD, &["for=6.6.6.6", "for=1.2.3.4, for=10.0.0.2"], "1.2.3.4"),
         ("forwarded duplicate for is malformed", "10.0.0.1", FWD, &["for=1.2.3.4;for=5.6.7.8"], "10.0.0.1"),
         ("forwarded empty element ends walk", "10.0.0.1", FWD, &["for=1.2.3.4,,for=10.0.0.2"], "10.0.0.2"),
         ("forwarded space around equals is malformed", "10.0.0.1", FWD, &["for = 1.2.3.4"], "10.0.0.1"),
