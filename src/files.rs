@@ -31,9 +31,8 @@ mod tests;
 
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -165,12 +164,12 @@ impl Request<'_> {
     ) -> Step<Response<ResponseBody>> {
         let relative = Path::new(OsStr::from_bytes(trim_slashes(decoded)));
         let full = self.root.join(relative);
-        let (real, meta) = self.locate(self.root, relative)?;
+        let Found { real, meta, file } = self.locate(self.root, relative)?;
         if !meta.is_dir() {
             if path.ends_with('/') {
                 return Err(Refusal::of(Reason::NotFound));
             }
-            return self.file(&full, &real, &meta);
+            return self.file(&full, &real, &meta, file);
         }
         if !path.ends_with('/') {
             return Ok(redirect(path, query));
@@ -185,7 +184,9 @@ impl Request<'_> {
             decide(&candidate)?;
             let full = real.join(name);
             match self.locate(&real, Path::new(name)) {
-                Ok((real, meta)) if meta.is_file() => return self.file(&full, &real, &meta),
+                Ok(found) if found.meta.is_file() => {
+                    return self.file(&full, &found.real, &found.meta, found.file);
+                }
                 // A folder named like an index is not one.
                 Ok(_) => continue,
                 Err(refusal) if refusal.reason == Reason::NotFound => continue,
@@ -230,43 +231,66 @@ impl Request<'_> {
     }
 
     /// The resolved path of `relative` under `base` (the root or a real
-    /// folder in it) and its metadata, if it lies in the root.
+    /// folder in it), its metadata and, for the last component, the file
+    /// already open, if it lies in the root.
     ///
-    /// Each component is looked at with `lstat` from `base` down: while none
-    /// is a symlink the path is already resolved, at the cost of one call per
-    /// component below the root (`realpath` would also walk the root's own
-    /// components and stat the result). At the first symlink, the whole path
-    /// is resolved and checked by [`Request::resolve`].
-    fn locate(&self, base: &Path, relative: &Path) -> Step<(PathBuf, Metadata)> {
+    /// Each component but the last is looked at with `lstat` from `base`
+    /// down; the last one is opened without following a symlink (and
+    /// without blocking, should it be a FIFO) and looked at with `fstat`, so
+    /// a file is opened once and stat'ed once. While none is a symlink the
+    /// path is already resolved, at the cost of one call per component below
+    /// the root (`realpath` would also walk the root's own components and
+    /// stat the result). At the first symlink, the whole path is resolved
+    /// and checked by [`Request::resolve`].
+    fn locate(&self, base: &Path, relative: &Path) -> Step<Found> {
         let mut real = base.to_path_buf();
-        let mut meta = None;
-        for component in relative.components() {
+        let mut components = relative.components().peekable();
+        while let Some(component) = components.next() {
             // `decode` leaves no root, `.` or `..` component; refuse any anyway.
             let std::path::Component::Normal(name) = component else {
                 return Err(Refusal::of(Reason::NotFound));
             };
             real.push(name);
+            if components.peek().is_none() {
+                return match open_leaf(&real) {
+                    Ok(file) => {
+                        let meta = file.metadata().map_err(|e| Refusal::of(io_reason(&e)))?;
+                        let file = meta.is_file().then_some(file);
+                        Ok(Found { real, meta, file })
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                        self.resolve(&base.join(relative))
+                    }
+                    Err(e) => Err(Refusal::of(io_reason(&e))),
+                };
+            }
             match std::fs::symlink_metadata(&real) {
                 Ok(m) if m.file_type().is_symlink() => return self.resolve(&base.join(relative)),
-                Ok(m) => meta = Some(m),
+                Ok(_) => {}
                 Err(e) => return Err(Refusal::of(io_reason(&e))),
             }
         }
-        let meta = match meta {
-            Some(meta) => meta,
-            None => std::fs::metadata(&real).map_err(|e| Refusal::of(io_reason(&e)))?,
-        };
-        Ok((real, meta))
+        // No component: `base` itself, a real folder.
+        let meta = std::fs::metadata(&real).map_err(|e| Refusal::of(io_reason(&e)))?;
+        Ok(Found {
+            real,
+            meta,
+            file: None,
+        })
     }
 
     /// The resolved path of `full`, which goes through a symlink, and its
     /// metadata, if it lies in the root.
-    fn resolve(&self, full: &Path) -> Step<(PathBuf, Metadata)> {
+    fn resolve(&self, full: &Path) -> Step<Found> {
         match std::fs::canonicalize(full) {
             Ok(real) if !real.starts_with(self.root) => Err(Refusal::of(Reason::OutsideRoot)),
             Ok(real) => {
                 let meta = std::fs::metadata(&real).map_err(|e| Refusal::of(io_reason(&e)))?;
-                Ok((real, meta))
+                Ok(Found {
+                    real,
+                    meta,
+                    file: None,
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // A missing file under a symlink that leads out is outside
@@ -288,15 +312,29 @@ impl Request<'_> {
         }
     }
 
-    /// Serves the regular file at `real`, named `name` in the request.
-    fn file(&self, name: &Path, real: &Path, meta: &Metadata) -> Step<Response<ResponseBody>> {
+    /// Serves the regular file at `real`, named `name` in the request: `open`
+    /// when [`Request::locate`] opened it already (`meta` is then its
+    /// `fstat`), else opened here.
+    fn file(
+        &self,
+        name: &Path,
+        real: &Path,
+        meta: &Metadata,
+        open: Option<File>,
+    ) -> Step<Response<ResponseBody>> {
         // Checked before `open`, which would block on a FIFO.
         if !meta.is_file() {
             return Err(Refusal::of(Reason::FileNotReadable));
         }
-        let mut file = File::open(real).map_err(|e| Refusal::of(io_reason(&e)))?;
-        let meta = file.metadata().map_err(|e| Refusal::of(io_reason(&e)))?;
-        if !access::permits(&meta, access::READ) {
+        let (mut file, meta) = match open {
+            Some(file) => (file, meta.clone()),
+            None => {
+                let file = File::open(real).map_err(|e| Refusal::of(io_reason(&e)))?;
+                let meta = file.metadata().map_err(|e| Refusal::of(io_reason(&e)))?;
+                (file, meta)
+            }
+        };
+        if !meta.is_file() || !access::permits(&meta, access::READ) {
             return Err(Refusal::of(Reason::FileNotReadable));
         }
         let len = meta.len();
@@ -340,10 +378,17 @@ impl Request<'_> {
             return Ok(response);
         }
         *response.body_mut() = if count <= stream::CHUNK as u64 {
-            let mut bytes = vec![0; count as usize];
-            file.read_exact_at(&mut bytes, start)
-                .map_err(|_| Refusal::of(Reason::NotFound))?;
-            ResponseBody::full(bytes)
+            // Read into spare capacity (no zeroing first); a file that
+            // shrank since `fstat` is not sent short.
+            if start > 0 {
+                file.seek(SeekFrom::Start(start))
+                    .map_err(|_| Refusal::of(Reason::NotFound))?;
+            }
+            let mut bytes = Vec::with_capacity(count as usize);
+            match (&file).take(count).read_to_end(&mut bytes) {
+                Ok(n) if n as u64 == count => ResponseBody::full(bytes),
+                _ => return Err(Refusal::of(Reason::NotFound)),
+            }
         } else {
             file.seek(SeekFrom::Start(start))
                 .map_err(|_| Refusal::of(Reason::NotFound))?;
@@ -351,6 +396,27 @@ impl Request<'_> {
         };
         Ok(response)
     }
+}
+
+/// What [`Request::locate`] found.
+struct Found {
+    /// The resolved path.
+    real: PathBuf,
+    /// Its metadata (of the open file, when there is one).
+    meta: Metadata,
+    /// The regular file, open, when `locate` opened it.
+    file: Option<File>,
+}
+
+/// Opens the last component of a path for reading: `O_NOFOLLOW` (a symlink
+/// fails with `ELOOP`), `O_NONBLOCK` (a FIFO does not wait for a writer; reads
+/// of a regular file ignore it) and `O_NOCTTY`.
+fn open_leaf(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
 }
 
 /// An empty response with this status and Content-Length (the length of the

@@ -16,8 +16,8 @@ pub(super) fn content_type(name: &Path) -> HeaderValue {
                 || mime == "application/javascript"
                 || mime == "application/json" =>
         {
-            HeaderValue::from_str(&format!("{mime}; charset=utf-8"))
-                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+            value(format_args!("{mime}; charset=utf-8"))
+                .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"))
         }
         Some(mime) => HeaderValue::from_static(mime),
         None => HeaderValue::from_static("application/octet-stream"),
@@ -31,10 +31,19 @@ pub(super) fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// A header value written in place: one allocation, no copy. `None` when
+/// what is written is not a valid value.
+pub(super) fn value(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
+    use std::fmt::Write as _;
+    let mut out = bytes::BytesMut::with_capacity(48);
+    out.write_fmt(args).ok()?;
+    HeaderValue::from_maybe_shared(out.freeze()).ok()
+}
+
 /// A file's ETag and Last-Modified.
 pub(super) struct Validators {
     /// `W/"LEN-SECS.NANOS"` in hex: weak, since it is not computed from the content.
-    etag: String,
+    etag: HeaderValue,
     /// The modification time, whole seconds; `None` when it cannot be
     /// written as an HTTP date (before 1970 or after 9999).
     pub(super) last_modified_at: Option<SystemTime>,
@@ -44,11 +53,13 @@ impl Validators {
     /// The validators of a file of `len` bytes modified at `modified`.
     pub(super) fn of(len: u64, modified: SystemTime) -> Validators {
         let since = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let etag = format!(
+        let etag = value(format_args!(
             "W/\"{len:x}-{:x}.{:x}\"",
             since.as_secs(),
             since.subsec_nanos()
-        );
+        ))
+        // Hex digits, quotes and `W/` always make a value.
+        .unwrap_or_else(|| HeaderValue::from_static("W/\"0\""));
         // 253402300800: 10000-01-01, past which httpdate does not write dates.
         let last_modified_at = (modified >= UNIX_EPOCH && since.as_secs() < 253_402_300_800)
             .then(|| UNIX_EPOCH + Duration::from_secs(since.as_secs()));
@@ -58,11 +69,19 @@ impl Validators {
         }
     }
 
+    /// The ETag as text.
+    fn etag_str(&self) -> &str {
+        self.etag.to_str().unwrap_or_default()
+    }
+
     /// Adds `ETag` and, when there is one, `Last-Modified`.
     pub(super) fn insert(&self, headers: &mut HeaderMap) {
-        insert(headers, ETAG, &self.etag);
-        if let Some(at) = self.last_modified_at {
-            insert(headers, LAST_MODIFIED, &httpdate::fmt_http_date(at));
+        headers.insert(ETAG, self.etag.clone());
+        if let Some(date) = self
+            .last_modified_at
+            .and_then(|at| value(format_args!("{}", httpdate::HttpDate::from(at))))
+        {
+            headers.insert(LAST_MODIFIED, date);
         }
     }
 
@@ -73,7 +92,7 @@ impl Validators {
         if none_match.peek().is_some() {
             return none_match
                 .filter_map(|v| v.to_str().ok())
-                .any(|list| etag_list_matches(list, &self.etag));
+                .any(|list| etag_list_matches(list, self.etag_str()));
         }
         let since = headers
             .get(IF_MODIFIED_SINCE)
