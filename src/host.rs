@@ -175,21 +175,38 @@ fn parse_pattern(pattern: &str) -> Result<HostPattern, HostPatternProblem> {
     })
 }
 
+/// The bytes of a DNS label as host names use them: letters, digits, `-`, `_`.
+const LABEL_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 /// Checks a name (no trailing dot) by its labels: each 1 to 63 letters, digits, `-`
 /// or `_`; 253 characters at most.
 fn check_name(name: &str) -> Result<(), HostPatternProblem> {
     let mut label_len = 0;
-    for c in name.chars() {
-        match c {
-            '.' if label_len == 0 => return Err(HostPatternProblem::EmptyLabel),
-            '.' => label_len = 0,
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => {
+    // Bytes: every valid one is ASCII; the first other is reported as its char.
+    for (i, b) in name.bytes().enumerate() {
+        match b {
+            b'.' if label_len == 0 => return Err(HostPatternProblem::EmptyLabel),
+            b'.' => label_len = 0,
+            b if LABEL_BYTE[usize::from(b)] => {
                 label_len += 1;
                 if label_len > MAX_LABEL_LEN {
                     return Err(HostPatternProblem::LabelTooLong);
                 }
             }
-            _ => return Err(HostPatternProblem::InvalidCharacter(c)),
+            _ => {
+                let c = name.get(i..).and_then(|rest| rest.chars().next());
+                let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+                return Err(HostPatternProblem::InvalidCharacter(c));
+            }
         }
     }
     if label_len == 0 {
@@ -431,9 +448,6 @@ where
     if value.is_empty() {
         return Referer::Missing;
     }
-    let Ok(value) = std::str::from_utf8(value) else {
-        return Referer::Malformed;
-    };
     referer_host(value).map_or(Referer::Malformed, Referer::Host)
 }
 
@@ -449,26 +463,30 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 /// The normalized host of an absolute http(s) URL; `None` when it is anything else.
-fn referer_host(url: &str) -> Option<Cow<'_, str>> {
-    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+///
+/// Read as bytes, in one pass for each question: only the host is made a `str`.
+fn referer_host(url: &[u8]) -> Option<Cow<'_, str>> {
+    // Without an early exit, so that the check runs over whole vectors.
+    let invisible = url
+        .iter()
+        .fold(false, |bad, b| bad | !(b'!'..=b'~').contains(b));
+    if invisible {
         return None;
     }
-    let (scheme, rest) = url.split_once(':')?;
-    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
-        return None;
-    }
-    let rest = rest.strip_prefix("//")?;
-    let end = rest
-        .bytes()
-        .position(|b| matches!(b, b'/' | b'?' | b'#'))
-        .unwrap_or(rest.len());
+    let rest = strip_prefix_ignore_case(url, b"http://")
+        .or_else(|| strip_prefix_ignore_case(url, b"https://"))?;
+    let end = memchr::memchr3(b'/', b'?', b'#', rest).unwrap_or(rest.len());
     let authority = &rest[..end];
-    if authority.contains('\\') {
+    // Authorities are short: plain scans beat memchr's setup.
+    if authority.contains(&b'\\') {
         return None;
     }
     let host_port = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host_port)| host_port);
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    // Visible ASCII throughout: always UTF-8.
+    let host_port = std::str::from_utf8(host_port).ok()?;
     if let Some(rest) = host_port.strip_prefix('[') {
         let (address, after) = rest.split_once(']')?;
         if !after.is_empty() && !is_port(after.strip_prefix(':')?) {
@@ -487,6 +505,12 @@ fn referer_host(url: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     Some(lowercase(host))
+}
+
+/// `bytes` after `prefix` (lowercase), compared ignoring ASCII case.
+fn strip_prefix_ignore_case<'a>(bytes: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let (head, rest) = bytes.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// A URL port: empty, or digits up to 65535.
