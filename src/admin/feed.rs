@@ -13,6 +13,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use fnv::FnvHashMap;
+
 use crate::decision::Reason;
 use crate::geo::Country;
 
@@ -145,8 +147,9 @@ struct State {
 struct Minute {
     minute: u64,
     by_reason: [u32; Reason::ALL.len()],
-    by_rule: HashMap<Option<Arc<str>>, u32>,
-    by_country: HashMap<Option<Country>, u32>,
+    // FNV: a handful of short keys, hashed once per refusal.
+    by_rule: FnvHashMap<Option<Arc<str>>, u32>,
+    by_country: FnvHashMap<Option<Country>, u32>,
 }
 
 impl Feed {
@@ -278,7 +281,8 @@ impl State {
             self.keep_recent(event);
             return;
         }
-        let slot = match self.minutes.iter().position(|m| m.minute == minute) {
+        // Searched from the newest minute, where nearly every event goes.
+        let slot = match self.minutes.iter().rposition(|m| m.minute == minute) {
             Some(i) => i,
             None => {
                 let at = self.minutes.partition_point(|m| m.minute < minute);
@@ -287,8 +291,8 @@ impl State {
                     Minute {
                         minute,
                         by_reason: [0; Reason::ALL.len()],
-                        by_rule: HashMap::new(),
-                        by_country: HashMap::new(),
+                        by_rule: FnvHashMap::default(),
+                        by_country: FnvHashMap::default(),
                     },
                 );
                 at
@@ -296,7 +300,12 @@ impl State {
         };
         let m = &mut self.minutes[slot];
         m.by_reason[event.reason as usize] += 1;
-        *m.by_rule.entry(event.rule.clone()).or_default() += 1;
+        match m.by_rule.get_mut(&event.rule) {
+            Some(n) => *n += 1,
+            None => {
+                m.by_rule.insert(event.rule.clone(), 1);
+            }
+        }
         *m.by_country.entry(event.country).or_default() += 1;
         let newest = newest.max(minute);
         while self
