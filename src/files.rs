@@ -9,11 +9,11 @@
 //! are built here.
 //!
 //! The lookup (one `lstat` per path component below the root), `open`,
-//! `fstat` and, for a body of at most 64 KiB, one `pread` are plain blocking
+//! `fstat` and, for a body of at most 64 KiB, one `read` are plain blocking
 //! calls on the worker thread, as nginx makes them: on a local file system
 //! each costs a microsecond or two, and a thread-pool hop per call
 //! (`tokio::fs`, tower-http's `ServeDir`) costs more than the call. A larger
-//! body is streamed through `tokio::fs` in 64 KiB chunks ([`FileBody`]), and
+//! body is streamed in 128 KiB chunks read on the blocking pool ([`FileBody`]), and
 //! a listing reads its folder on the blocking pool, since both can take long.
 //!
 //! Symlinks are followed: a path with one is resolved whole (`realpath`), and
@@ -377,7 +377,7 @@ impl Request<'_> {
         if self.head || count == 0 {
             return Ok(response);
         }
-        *response.body_mut() = if count <= stream::CHUNK as u64 {
+        *response.body_mut() = if count <= READ_AT_ONCE {
             // Read into spare capacity (no zeroing first); a file that
             // shrank since `fstat` is not sent short.
             if start > 0 {
@@ -397,6 +397,10 @@ impl Request<'_> {
         Ok(response)
     }
 }
+
+/// A body this small is read at once, on the worker: from the page cache
+/// that costs less than a hop to the blocking pool.
+const READ_AT_ONCE: u64 = 64 * 1024;
 
 /// What [`Request::locate`] found.
 struct Found {

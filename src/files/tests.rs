@@ -343,6 +343,41 @@ async fn a_large_file_is_streamed_in_several_frames() {
 }
 
 #[tokio::test]
+async fn a_file_that_shrinks_while_sent_ends_the_body_with_an_error() {
+    let site = Site::new();
+    let content = vec![7u8; 4 * stream::CHUNK];
+    let path = site.write("shrinking.bin", &content);
+    let r = response(site.get("/shrinking.bin").await);
+    assert_eq!(header(&r, CONTENT_LENGTH), content.len().to_string());
+    let mut body = r.into_body();
+    let first = body.frame().await.expect("a first frame").expect("read");
+    let mut sent = first.into_data().expect("data").len();
+    // Cut to just past the first chunk: the second read comes up short, the
+    // third finds nothing.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_len((stream::CHUNK + 10) as u64))
+        .expect("truncate");
+    let mut error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => sent += frame.into_data().map_or(0, |d| d.len()),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let error = error.expect("the body ends with an error, not short");
+    let io = error
+        .downcast_ref::<std::io::Error>()
+        .expect("an I/O error");
+    assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert_eq!(sent, stream::CHUNK + 10);
+}
+
+#[tokio::test]
 async fn a_missing_file_is_404() {
     let site = Site::new();
     site.write("a.txt", "a");
