@@ -438,6 +438,11 @@ fn empty(status: StatusCode, len: u64) -> Response<ResponseBody> {
 fn io_reason(e: &io::Error) -> Reason {
     match e.kind() {
         io::ErrorKind::PermissionDenied => Reason::FileNotReadable,
+        // There, but not a file one reads: a Unix socket, a device without
+        // its driver.
+        _ if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) => {
+            Reason::FileNotReadable
+        }
         // Missing, a file used as a folder, a symlink loop, a name too long.
         _ => Reason::NotFound,
     }

@@ -664,6 +664,9 @@ async fn a_special_file_is_not_readable() {
         .expect("run mkfifo");
     assert!(made.success());
     assert_eq!(reason(site.get("/pipe").await), Reason::FileNotReadable);
+    // A Unix socket: `open` fails with ENXIO, which is not a missing file.
+    let _socket = std::os::unix::net::UnixListener::bind(site.root.join("sock")).expect("bind");
+    assert_eq!(reason(site.get("/sock").await), Reason::FileNotReadable);
 }
 
 #[tokio::test]
