@@ -7,7 +7,10 @@
 //!   haystack can meet).
 //! - [`Dual`] and [`DualBytes`]: a regex (or set) with an ASCII-only twin
 //!   used when the query or header value is ASCII, and the Unicode one
-//!   otherwise.
+//!   otherwise. A case-insensitive pattern whose case does not matter past
+//!   its `(?i)` (see [`case_free`]) also gets a case-sensitive twin run on
+//!   the lowercased value: `(?i)` over a literal alternation makes the regex
+//!   engine search for every case variant, three times slower.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -96,6 +99,7 @@ impl PathSet {
 pub struct Dual {
     unicode: regex::RegexSet,
     ascii: Option<regex::RegexSet>,
+    lowered: Option<regex::bytes::RegexSet>,
 }
 
 impl Dual {
@@ -105,11 +109,31 @@ impl Dual {
             .unicode(false)
             .build()
             .ok();
-        Dual { unicode, ascii }
+        let lowered = unicode
+            .patterns()
+            .iter()
+            .map(|p| case_free(p))
+            .collect::<Option<Vec<&str>>>()
+            .and_then(|rests| {
+                regex::bytes::RegexSetBuilder::new(rests)
+                    .unicode(false)
+                    .build()
+                    .ok()
+            });
+        Dual {
+            unicode,
+            ascii,
+            lowered,
+        }
     }
 
     /// Whether any pattern matches.
     pub fn is_match(&self, haystack: &str) -> bool {
+        if let Some(lowered) = &self.lowered
+            && let Some(matched) = with_lowercase(haystack.as_bytes(), |h| lowered.is_match(h))
+        {
+            return matched;
+        }
         match &self.ascii {
             Some(ascii) if haystack.is_ascii() => ascii.is_match(haystack),
             _ => self.unicode.is_match(haystack),
@@ -127,6 +151,7 @@ impl Dual {
 pub struct DualBytes {
     unicode: regex::bytes::Regex,
     ascii: Option<regex::bytes::Regex>,
+    lowered: Option<regex::bytes::Regex>,
 }
 
 impl DualBytes {
@@ -136,16 +161,79 @@ impl DualBytes {
             .unicode(false)
             .build()
             .ok();
-        DualBytes { unicode, ascii }
+        let lowered = case_free(unicode.as_str()).and_then(|rest| {
+            regex::bytes::RegexBuilder::new(rest)
+                .unicode(false)
+                .build()
+                .ok()
+        });
+        DualBytes {
+            unicode,
+            ascii,
+            lowered,
+        }
     }
 
     /// Whether the regex matches.
     pub fn is_match(&self, haystack: &[u8]) -> bool {
+        if let Some(lowered) = &self.lowered
+            && let Some(matched) = with_lowercase(haystack, |h| lowered.is_match(h))
+        {
+            return matched;
+        }
         match &self.ascii {
             Some(ascii) if haystack.is_ascii() => ascii.is_match(haystack),
             _ => self.unicode.is_match(haystack),
         }
     }
+}
+
+/// The longest value lowercased on the stack; a longer one is matched as is.
+const LOWERED_MAX: usize = 512;
+
+/// `f` of the ASCII lowercase of `haystack`, or `None` when it is not ASCII
+/// or longer than [`LOWERED_MAX`].
+fn with_lowercase(haystack: &[u8], f: impl FnOnce(&[u8]) -> bool) -> Option<bool> {
+    let mut buf = [0u8; LOWERED_MAX];
+    let lowered = buf.get_mut(..haystack.len())?;
+    // Without an early exit, so that both loops run over whole vectors.
+    let non_ascii = haystack.iter().fold(0u8, |acc, b| acc | b) & 0x80 != 0;
+    if non_ascii {
+        return None;
+    }
+    for (to, from) in lowered.iter_mut().zip(haystack) {
+        *to = from.to_ascii_lowercase();
+    }
+    Some(f(lowered))
+}
+
+/// The pattern after its leading `(?i)`, when matching that part
+/// case-sensitively against an ASCII value's lowercase gives the same answer
+/// as the whole pattern against the value: no uppercase letter, no class
+/// (`[!-Z]` holds `A` but not `a`), no other flag group, and no escape but
+/// `\s \S \d \D \w \W \b \B` and escaped punctuation. `None` otherwise.
+pub fn case_free(pattern: &str) -> Option<&str> {
+    let rest = pattern.strip_prefix("(?i)")?;
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => {
+                let next = *bytes.get(i + 1)?;
+                if next.is_ascii_alphanumeric() && !b"sSdDwWbB".contains(&next) {
+                    return None;
+                }
+                i += 2;
+                continue;
+            }
+            b'[' => return None,
+            b'(' if bytes.get(i + 1) == Some(&b'?') => return None,
+            b if b.is_ascii_uppercase() || !b.is_ascii() => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    Some(rest)
 }
 
 #[cfg(test)]
@@ -198,5 +286,77 @@ mod tests {
         assert!(bytes.is_match(b"SQLMAP/1.7"));
         assert!(bytes.is_match("\u{17f}".as_bytes()));
         assert!(!bytes.is_match(b"curl"));
+    }
+
+    #[test]
+    fn case_free_takes_only_patterns_whose_case_is_settled_by_the_flag() {
+        for (pattern, rest) in [
+            ("(?i)sqlmap|nikto", Some("sqlmap|nikto")),
+            (
+                "(?i)union(\\s|%20|\\+)+select",
+                Some("union(\\s|%20|\\+)+select"),
+            ),
+            ("(?i)\\bx\\W+\\d\\.$", Some("\\bx\\W+\\d\\.$")),
+            ("sqlmap", None),
+            ("(?i)SQLmap", None),
+            ("(?i)[a-z]+", None),
+            ("(?i)[!-Z]", None),
+            ("(?i)a(?-i)b", None),
+            ("(?i)(?:a|b)", None),
+            ("(?i)\\x41", None),
+            ("(?i)\\pL", None),
+            ("(?i)\\n", None),
+            ("(?i)é", None),
+            ("a(?i)b", None),
+        ] {
+            assert_eq!(case_free(pattern), rest, "{pattern}");
+        }
+    }
+
+    /// Patterns `case_free` takes, with the ways they meet case.
+    const CASE_FREE: [&str; 5] = [
+        "(?i)sqlmap|nikto|masscan|zgrab|nuclei|dirbuster|gobuster|wpscan",
+        "(?i)union(\\s|%20|\\+)+select",
+        "(?i)^bot\\b",
+        "(?i)(%27|')(\\s|%20|\\+)*or(\\s|%20|\\+)+1=1",
+        "(?i)k\\w{2}$",
+    ];
+
+    /// The `CASE_FREE` patterns, each alone (plain and with its twins), and
+    /// as a set (plain and with its twins); built once.
+    #[allow(clippy::type_complexity)]
+    static TWINS: std::sync::LazyLock<(
+        Vec<(regex::bytes::Regex, DualBytes)>,
+        regex::RegexSet,
+        Dual,
+    )> = std::sync::LazyLock::new(|| {
+        let alone = CASE_FREE
+            .iter()
+            .map(|p| {
+                let plain = regex::bytes::Regex::new(p).expect("regex");
+                (plain.clone(), DualBytes::new(plain))
+            })
+            .collect();
+        let set = regex::RegexSet::new(CASE_FREE).expect("set");
+        (alone, set.clone(), Dual::new(set))
+    });
+
+    proptest::proptest! {
+        #[test]
+        fn lowered_twins_answer_like_the_case_insensitive_regex(
+            value in "[ -~]{0,40}(SqlMap|NIKTO|UnIoN SELECT|' Or 1=1|BOT|kAy)?[ -~]{0,40}",
+            long in proptest::bool::ANY,
+        ) {
+            // Over the stack buffer, the value is matched as is.
+            let value = if long { value.repeat(LOWERED_MAX / 8 + 1) } else { value };
+            let (alone, plain_set, set) = &*TWINS;
+            for (plain, dual) in alone {
+                proptest::prop_assert!(dual.lowered.is_some());
+                let expected = plain.is_match(value.as_bytes());
+                proptest::prop_assert_eq!(dual.is_match(value.as_bytes()), expected, "{}", plain);
+            }
+            proptest::prop_assert!(set.lowered.is_some());
+            proptest::prop_assert_eq!(set.is_match(&value), plain_set.is_match(&value));
+        }
     }
 }
