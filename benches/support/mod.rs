@@ -4,8 +4,9 @@
 //! allowlist, 20 path regexes, a country rule, a hotlink rule, header and query patterns,
 //! and `[[test]]` cases — plus addresses each bench knows the answer for.
 //!
-//! Nothing here measures anything; `decide.rs` times decisions and `compile_memory.rs`
-//! times loading and reads resident memory.
+//! Nothing here measures anything; `decide.rs` times decisions, `compile_memory.rs`
+//! times loading and reads resident memory, `reload.rs` times reloads, and `geo.rs`
+//! times country lookups in the database alone.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -72,7 +73,7 @@ impl Rng {
     }
 
     /// A public IPv4 /24 (first octet 1..=223, not 10, 100, 127, 169, 172, 192, 198).
-    fn public_v4_24(&mut self) -> u32 {
+    pub fn public_v4_24(&mut self) -> u32 {
         loop {
             let network = (self.next() as u32) & 0xffff_ff00;
             let first = network >> 24;
@@ -85,7 +86,7 @@ impl Rng {
     /// A global-unicast IPv6 /48 inside 2000::/3, outside the IPv4 alias subtrees
     /// (Teredo 2001::/32 and 6to4 2002::/16) where the writer refuses inserts, and outside
     /// the documentation prefix 2001:db8::/32 the office list uses.
-    fn global_v6_48(&mut self) -> u128 {
+    pub fn global_v6_48(&mut self) -> u128 {
         loop {
             let bits = u128::from(self.next()) << 64;
             let network = (bits & (0x1fff_ffff_ffff_u128 << 80)) | (0x2000_u128 << 112);
