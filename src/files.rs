@@ -326,15 +326,18 @@ impl Request<'_> {
         if !meta.is_file() {
             return Err(Refusal::of(Reason::FileNotReadable));
         }
+        // Opened here, the file is looked at again: it may have changed
+        // since `meta` was taken.
+        let opened_meta;
         let (mut file, meta) = match open {
-            Some(file) => (file, meta.clone()),
+            Some(file) => (file, meta),
             None => {
                 let file = File::open(real).map_err(|e| Refusal::of(io_reason(&e)))?;
-                let meta = file.metadata().map_err(|e| Refusal::of(io_reason(&e)))?;
-                (file, meta)
+                opened_meta = file.metadata().map_err(|e| Refusal::of(io_reason(&e)))?;
+                (file, &opened_meta)
             }
         };
-        if !meta.is_file() || !access::permits(&meta, access::READ) {
+        if !meta.is_file() || !access::permits(meta, access::READ) {
             return Err(Refusal::of(Reason::FileNotReadable));
         }
         let len = meta.len();
@@ -377,21 +380,19 @@ impl Request<'_> {
         if self.head || count == 0 {
             return Ok(response);
         }
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .map_err(|_| Refusal::of(Reason::NotFound))?;
+        }
         *response.body_mut() = if count <= READ_AT_ONCE {
             // Read into spare capacity (no zeroing first); a file that
             // shrank since `fstat` is not sent short.
-            if start > 0 {
-                file.seek(SeekFrom::Start(start))
-                    .map_err(|_| Refusal::of(Reason::NotFound))?;
-            }
             let mut bytes = Vec::with_capacity(count as usize);
             match (&file).take(count).read_to_end(&mut bytes) {
                 Ok(n) if n as u64 == count => ResponseBody::full(bytes),
                 _ => return Err(Refusal::of(Reason::NotFound)),
             }
         } else {
-            file.seek(SeekFrom::Start(start))
-                .map_err(|_| Refusal::of(Reason::NotFound))?;
             ResponseBody::File(FileBody::new(file, count))
         };
         Ok(response)
