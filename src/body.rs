@@ -18,8 +18,10 @@ pub enum ResponseBody {
     Empty,
     /// Bytes the gateway made (refusals, health answers).
     Full(Option<Bytes>),
-    /// Streamed from an upstream.
+    /// Streamed from an upstream through hyper's client.
     Upstream(Incoming),
+    /// Streamed from an upstream by [`crate::fetch`].
+    Fetched(Box<crate::fetch::FetchedBody>),
     /// Streamed from a file of a `root` route.
     File(crate::files::FileBody),
 }
@@ -43,6 +45,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => Poll::Ready(None),
             ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ResponseBody::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Fetched(body) => Pin::new(body.as_mut()).poll_frame(cx),
             ResponseBody::File(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
     }
@@ -52,6 +55,7 @@ impl Body for ResponseBody {
             ResponseBody::Empty => true,
             ResponseBody::Full(bytes) => bytes.is_none(),
             ResponseBody::Upstream(body) => body.is_end_stream(),
+            ResponseBody::Fetched(body) => body.is_end_stream(),
             ResponseBody::File(body) => body.is_end_stream(),
         }
     }
@@ -63,6 +67,7 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             ResponseBody::Upstream(body) => body.size_hint(),
+            ResponseBody::Fetched(body) => body.size_hint(),
             ResponseBody::File(body) => body.size_hint(),
         }
     }

@@ -3,6 +3,10 @@
 //! ways before the gateway adds its own, `X-Forwarded-*` and `X-Request-Id`
 //! per SPEC 4, and a keep-alive connection pool per worker thread.
 //!
+//! Requests with a body, and upgrades, go through hyper's client here;
+//! requests without a body (nearly all GET and HEAD requests) go through
+//! [`crate::fetch`], which shares this module's header rules and pool.
+//!
 //! Each worker thread runs its own single-threaded runtime, so the pool is a
 //! thread-local: taking and returning a connection costs no lock, and a
 //! connection's task runs on the thread that uses it.
@@ -13,13 +17,12 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::body::RequestBody;
-use crate::policy::values::UpstreamUrl;
 
 /// Idle connections kept per upstream and worker.
 const MAX_IDLE_PER_UPSTREAM: usize = 64;
@@ -59,11 +62,19 @@ pub enum ForwardError {
         /// Hyper's error.
         source: hyper::Error,
     },
+    /// The upstream's answer could not be read, or its framing is ambiguous.
+    #[error("upstream {authority} failed: {reason}")]
+    Broken {
+        /// The upstream.
+        authority: Authority,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus `Proxy-Connection`
 /// and `Keep-Alive`).
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TE
         || name == header::TRAILER
@@ -75,63 +86,78 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
-/// Header names to remove, gathered in one pass; requests carry few, so
-/// they are kept inline.
-#[derive(Default)]
-struct Removals {
-    inline: [Option<HeaderName>; 8],
+/// The header names that `Connection` headers list, as sent; requests
+/// carry few, so they are kept inline.
+pub(crate) struct Listed<'h> {
+    inline: [&'h [u8]; 8],
     len: usize,
-    more: Vec<HeaderName>,
+    more: Vec<&'h [u8]>,
 }
 
-impl Removals {
-    fn push(&mut self, name: HeaderName) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) => {
-                *slot = Some(name);
-                self.len += 1;
-            }
-            None => self.more.push(name),
+impl<'h> Listed<'h> {
+    /// No names.
+    pub(crate) fn new() -> Listed<'h> {
+        Listed {
+            inline: [&[]; 8],
+            len: 0,
+            more: Vec::new(),
         }
     }
 
-    fn apply(self, headers: &mut HeaderMap) {
-        for name in self.inline.into_iter().flatten().chain(self.more) {
-            headers.remove(name);
-        }
-    }
-}
-
-/// Removes, in one pass over the names, the hop-by-hop headers, every
-/// header that `Connection` names, and those `also` picks.
-fn strip(headers: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
-    let mut removals = Removals::default();
-    let mut connection = false;
-    for name in headers.keys() {
-        if name == header::CONNECTION {
-            connection = true;
-        }
-        if is_hop_by_hop(name) || also(name) {
-            removals.push(name.clone());
-        }
-    }
-    if connection {
+    /// The names `headers`' `Connection` values list.
+    fn of(headers: &'h HeaderMap) -> Listed<'h> {
+        let mut listed = Listed::new();
         for value in headers.get_all(header::CONNECTION) {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
-                    removals.push(name);
+            listed.add(value.as_bytes());
+        }
+        listed
+    }
+
+    /// Adds the comma-separated names of one `Connection` value.
+    pub(crate) fn add(&mut self, value: &'h [u8]) {
+        for token in value.split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty() {
+                continue;
+            }
+            match self.inline.get_mut(self.len) {
+                Some(slot) => {
+                    *slot = token;
+                    self.len += 1;
                 }
+                None => self.more.push(token),
             }
         }
     }
-    removals.apply(headers);
+
+    /// Whether `name` (lowercase) is listed, in any case.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.inline[..self.len]
+            .iter()
+            .chain(&self.more)
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// Whether no name is listed.
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1, plus `Proxy-Connection` and
 /// `Keep-Alive`) and every header that `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    strip(headers, |_| false);
+    let listed = Listed::of(headers);
+    let mut removals: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) || (!listed.is_empty() && listed.contains(name.as_str())) {
+            removals.push(name.clone());
+        }
+    }
+    drop(listed);
+    for name in removals {
+        headers.remove(name);
+    }
 }
 
 /// What the gateway knows about where a request came from.
@@ -153,54 +179,75 @@ pub struct Origin<'a> {
     pub request_id: &'a HeaderValue,
 }
 
-/// Rewrites client headers into upstream headers: hop-by-hop stripped first;
-/// then, from an untrusted peer, every forwarding header dropped; then the
-/// gateway's own `X-Forwarded-For` (the peer appended to a trusted peer's
-/// list, else the peer alone), `X-Forwarded-Proto` and `X-Forwarded-Host`
-/// (a trusted peer's kept), `X-Request-Id`, and `Host`. Stripping comes
-/// first, so `Connection` can never remove what the gateway adds.
-pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: HeaderValue) {
-    if origin.trusted {
-        strip(headers, |_| false);
-        headers.reserve(ADDED_HEADERS);
-        let forwarded_for = appended_forwarded_for(headers, origin.peer_value);
-        headers.insert(X_FORWARDED_FOR.clone(), forwarded_for);
-        if !headers.contains_key(&X_FORWARDED_PROTO) {
-            headers.insert(
-                X_FORWARDED_PROTO.clone(),
-                HeaderValue::from_static(origin.proto),
-            );
-        }
-        if let (false, Some(h)) = (headers.contains_key(&X_FORWARDED_HOST), origin.host) {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
-    } else {
-        strip(headers, |name| {
-            let n = name.as_str();
-            n.starts_with("x-forwarded-")
-                || n == "forwarded"
-                || name == X_REAL_IP
-                || name == origin.client_header
-        });
-        headers.reserve(ADDED_HEADERS);
-        headers.insert(X_FORWARDED_FOR.clone(), origin.peer_value.clone());
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(origin.proto),
-        );
-        if let Some(h) = origin.host {
-            headers.insert(X_FORWARDED_HOST.clone(), h.clone());
-        }
-    }
-    headers.insert(
-        crate::respond::X_REQUEST_ID.clone(),
-        origin.request_id.clone(),
-    );
-    headers.insert(header::HOST, host);
+/// Whether a header names the client or the original request, which only a
+/// trusted peer may send: `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the
+/// configured client header.
+fn is_forwarding(name: &HeaderName, client_header: &HeaderName) -> bool {
+    name.as_str().starts_with("x-forwarded-")
+        || name == header::FORWARDED
+        || name == X_REAL_IP
+        || name == client_header
 }
 
-/// How many headers `upstream_headers` may add: reserved at once rather than
-/// growing the map header by header.
+/// Calls `emit` with every header of the upstream request, in order. First
+/// the client's, less the hop-by-hop ones, those `Connection` names, those
+/// the gateway sets itself, and — from an untrusted peer — every forwarding
+/// header. Then the gateway's own: `X-Forwarded-For` (the peer appended to a
+/// trusted peer's list, else the peer alone), `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` (a trusted peer's kept), `X-Request-Id`, and `Host`.
+/// `Connection` can never remove what the gateway adds.
+pub fn each_upstream_header(
+    headers: &HeaderMap,
+    origin: &Origin<'_>,
+    host: &HeaderValue,
+    mut emit: impl FnMut(&HeaderName, &HeaderValue),
+) {
+    let listed = Listed::of(headers);
+    let is_listed = |name: &HeaderName| !listed.is_empty() && listed.contains(name.as_str());
+    let (mut kept_proto, mut kept_host) = (false, false);
+    for (name, value) in headers {
+        if is_hop_by_hop(name)
+            || name == header::HOST
+            || name == crate::respond::X_REQUEST_ID
+            || name == X_FORWARDED_FOR
+            || (!origin.trusted && is_forwarding(name, origin.client_header))
+            || is_listed(name)
+        {
+            continue;
+        }
+        kept_proto |= name == X_FORWARDED_PROTO;
+        kept_host |= name == X_FORWARDED_HOST;
+        emit(name, value);
+    }
+    if origin.trusted && !is_listed(&X_FORWARDED_FOR) {
+        emit(
+            &X_FORWARDED_FOR,
+            &appended_forwarded_for(headers, origin.peer_value),
+        );
+    } else {
+        emit(&X_FORWARDED_FOR, origin.peer_value);
+    }
+    if !kept_proto {
+        emit(&X_FORWARDED_PROTO, &HeaderValue::from_static(origin.proto));
+    }
+    if let (false, Some(h)) = (kept_host, origin.host) {
+        emit(&X_FORWARDED_HOST, h);
+    }
+    emit(&crate::respond::X_REQUEST_ID, origin.request_id);
+    emit(&header::HOST, host);
+}
+
+/// Rewrites client headers into upstream headers, as
+/// [`each_upstream_header`] lists them.
+pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: &HeaderValue) {
+    let mut upstream = HeaderMap::with_capacity(headers.len() + ADDED_HEADERS);
+    each_upstream_header(headers, origin, host, |name, value| {
+        upstream.append(name.clone(), value.clone());
+    });
+    *headers = upstream;
+}
+
+/// How many headers the gateway may add.
 const ADDED_HEADERS: usize = 5;
 
 /// The `X-Forwarded-For` a trusted peer's request goes on with: the values it
@@ -225,26 +272,23 @@ fn appended_forwarded_for(headers: &HeaderMap, peer: &HeaderValue) -> HeaderValu
     HeaderValue::from_maybe_shared(value.freeze()).unwrap_or_else(|_| peer.clone())
 }
 
-/// The upstream URI: the upstream's scheme and authority, the canonical path
-/// and the query as received. `received` is the client's path and query: when
-/// its path is the canonical one, it is reused as it is (no copy).
-pub fn upstream_uri(
-    upstream: &UpstreamUrl,
+/// The upstream request target: the canonical path and the query as
+/// received. `received` is the client's path and query: when its path is the
+/// canonical one, it is reused as it is (no copy); a path canonicalization
+/// changed is encoded once here. `None` when the result is not a valid
+/// target.
+pub fn upstream_target(
     path: &str,
     query: Option<&str>,
     received: Option<&PathAndQuery>,
-) -> Option<Uri> {
-    let pq = match (received, query) {
-        (Some(pq), _) if pq.path() == path => pq.clone(),
-        (_, Some(q)) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
-        (_, None) => PathAndQuery::try_from(path).ok()?,
-    };
-    Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .ok()
+) -> Option<PathAndQuery> {
+    match (received, query) {
+        // `path()` says "/" for an empty path ("http://h?q"): the target
+        // must begin with the path itself.
+        (Some(pq), _) if pq.path() == path && pq.as_str().starts_with(path) => Some(pq.clone()),
+        (_, Some(q)) => PathAndQuery::try_from(format!("{path}?{q}")).ok(),
+        (_, None) => PathAndQuery::try_from(path).ok(),
+    }
 }
 
 /// Cleans an upstream response for the client: hop-by-hop headers stripped.
@@ -252,61 +296,92 @@ pub fn client_response<B>(response: &mut Response<B>) {
     strip_hop_by_hop(response.headers_mut());
 }
 
-struct Idle {
-    sender: SendRequest<RequestBody>,
-    since: Instant,
+/// An idle connection and since when it has been idle.
+pub(crate) struct Idle<C> {
+    /// The connection.
+    pub(crate) conn: C,
+    /// When it went idle.
+    pub(crate) since: Instant,
 }
 
-thread_local! {
-    /// Idle connections by upstream. A worker talks to few upstreams, so a
-    /// short list compared by authority beats hashing it on every request.
-    static POOL: RefCell<Vec<(Authority, Vec<Idle>)>> = const { RefCell::new(Vec::new()) };
+/// Idle connections by upstream, kept per worker thread. A worker talks to
+/// few upstreams, so a short list compared by authority beats hashing it on
+/// every request.
+pub(crate) struct Pool<C> {
+    upstreams: Vec<(Authority, Vec<Idle<C>>)>,
 }
 
-fn take_idle(authority: &Authority, now: Instant) -> Option<SendRequest<RequestBody>> {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (_, idle) = pool
-            .iter_mut()
-            .find(|(a, _)| a.as_str() == authority.as_str())?;
-        idle.retain(|i| {
-            !i.sender.is_closed() && now.saturating_duration_since(i.since) < MAX_IDLE_TIME
-        });
-        let ready = idle.iter().rposition(|i| i.sender.is_ready())?;
-        Some(idle.swap_remove(ready).sender)
-    })
-}
+impl<C> Pool<C> {
+    /// No connections.
+    pub(crate) const fn new() -> Pool<C> {
+        Pool {
+            upstreams: Vec::new(),
+        }
+    }
 
-fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
+    /// The idle connections to `authority`, oldest first.
+    pub(crate) fn idle(&mut self, authority: &Authority) -> Option<&mut Vec<Idle<C>>> {
         // Exact bytes: the authorities come from the compiled routes, and
         // `Authority`'s own comparison folds case byte by byte.
-        let index = match pool
+        self.upstreams
+            .iter_mut()
+            .find(|(a, _)| a.as_str() == authority.as_str())
+            .map(|(_, idle)| idle)
+    }
+
+    /// Keeps `conn` for reuse; the oldest goes when `MAX_IDLE_PER_UPSTREAM`
+    /// are kept.
+    pub(crate) fn put(&mut self, authority: &Authority, conn: C) {
+        let index = match self
+            .upstreams
             .iter()
             .position(|(a, _)| a.as_str() == authority.as_str())
         {
             Some(i) => i,
             None => {
-                pool.push((authority.clone(), Vec::new()));
-                pool.len() - 1
+                self.upstreams.push((authority.clone(), Vec::new()));
+                self.upstreams.len() - 1
             }
         };
-        let idle = &mut pool[index].1;
+        let idle = &mut self.upstreams[index].1;
         if idle.len() >= MAX_IDLE_PER_UPSTREAM {
             idle.remove(0);
         }
         idle.push(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
+    }
+}
+
+/// Whether a connection idle since `since` may still be used at `now`.
+pub(crate) fn is_fresh(since: Instant, now: Instant) -> bool {
+    now.saturating_duration_since(since) < MAX_IDLE_TIME
+}
+
+thread_local! {
+    static POOL: RefCell<Pool<SendRequest<RequestBody>>> = const { RefCell::new(Pool::new()) };
+}
+
+fn take_idle(authority: &Authority, now: Instant) -> Option<SendRequest<RequestBody>> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = pool.idle(authority)?;
+        idle.retain(|i| !i.conn.is_closed() && is_fresh(i.since, now));
+        let ready = idle.iter().rposition(|i| i.conn.is_ready())?;
+        Some(idle.swap_remove(ready).conn)
     })
 }
 
-async fn connect(
+fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
+    POOL.with(|pool| pool.borrow_mut().put(authority, sender));
+}
+
+/// Opens a TCP connection to `authority` within `timeout`, Nagle off.
+pub(crate) async fn tcp_connect(
     authority: &Authority,
     timeout: Duration,
-) -> Result<SendRequest<RequestBody>, ForwardError> {
+) -> Result<tokio::net::TcpStream, ForwardError> {
     let unreachable = |reason: String| ForwardError::Unreachable {
         authority: authority.clone(),
         reason,
@@ -321,10 +396,21 @@ async fn connect(
         .map_err(|_| unreachable(format!("no connection within {timeout:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<SendRequest<RequestBody>, ForwardError> {
+    let stream = tcp_connect(authority, timeout).await?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| ForwardError::Unreachable {
+            authority: authority.clone(),
+            reason: e.to_string(),
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "upstream connection ended with an error");
@@ -333,27 +419,16 @@ async fn connect(
     Ok(sender)
 }
 
-/// Sends a request to its upstream (`request.uri()` carries the authority)
-/// and waits for the response head. `now` is when sending starts: the clock
-/// for the head deadline and for expiring idle pooled connections.
+/// Sends a request (its URI the target, in origin form) to `authority` and
+/// waits for the response head. `now` is when sending starts: the clock for
+/// the head deadline and for expiring idle pooled connections.
 pub async fn send(
+    authority: &Authority,
     mut request: Request<RequestBody>,
     now: Instant,
     connect_timeout: Duration,
     head_timeout: Duration,
 ) -> Result<Response<Incoming>, ForwardError> {
-    let authority = request
-        .uri()
-        .authority()
-        .cloned()
-        .expect("upstream URIs carry an authority");
-    // Origin-form on the wire: hyper writes the URI as given.
-    let path_and_query = request
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(path_and_query);
     *request.version_mut() = Version::HTTP_11;
 
     let deadline = tokio::time::Instant::from_std(now) + head_timeout;
@@ -364,26 +439,26 @@ pub async fn send(
         let pooled = if fresh {
             None
         } else {
-            take_idle(&authority, now)
+            take_idle(authority, now)
         };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(s) => s,
-            None => connect(&authority, connect_timeout).await?,
+            None => connect(authority, connect_timeout).await?,
         };
         let req = request.take().expect("request present until sent");
         let sent = tokio::time::timeout_at(deadline, sender.try_send_request(req)).await;
         match sent {
-            Err(_) => return Err(ForwardError::Timeout(authority)),
+            Err(_) => return Err(ForwardError::Timeout(authority.clone())),
             Ok(Ok(response)) => {
-                put_idle(&authority, sender);
+                put_idle(authority, sender);
                 return Ok(response);
             }
             Ok(Err(mut e)) => match e.take_message() {
                 Some(req) if reused => request = Some(req),
                 _ => {
                     return Err(ForwardError::Failed {
-                        authority,
+                        authority: authority.clone(),
                         source: e.into_error(),
                     });
                 }
@@ -391,7 +466,7 @@ pub async fn send(
         }
     }
     Err(ForwardError::Unreachable {
-        authority,
+        authority: authority.clone(),
         reason: "connection closed before the request was sent".into(),
     })
 }
@@ -469,7 +544,7 @@ mod tests {
         ]);
         let host = HeaderValue::from_static("www.example.com:8080");
         let name = HeaderName::from_static("cf-connecting-ip");
-        upstream_headers(&mut h, &origin(false, Some(&host), &name), host.clone());
+        upstream_headers(&mut h, &origin(false, Some(&host), &name), &host);
         assert_eq!(
             names(&h),
             [
@@ -495,7 +570,7 @@ mod tests {
         ]);
         let host = HeaderValue::from_static("h");
         let name = HeaderName::from_static("x-forwarded-for");
-        upstream_headers(&mut h, &origin(true, Some(&host), &name), host.clone());
+        upstream_headers(&mut h, &origin(true, Some(&host), &name), &host);
         assert_eq!(
             h["x-forwarded-for"],
             "203.0.113.1, 10.0.0.1, 10.0.0.2, 192.0.2.9"
@@ -512,7 +587,7 @@ mod tests {
         );
         let host = HeaderValue::from_static("h");
         let name = HeaderName::from_static("x-forwarded-for");
-        upstream_headers(&mut h, &origin(true, Some(&host), &name), host.clone());
+        upstream_headers(&mut h, &origin(true, Some(&host), &name), &host);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.9");
     }
 
@@ -521,7 +596,7 @@ mod tests {
         let mut h = headers(&[("connection", "X-Forwarded-For, Host, X-Request-Id")]);
         let host = HeaderValue::from_static("site");
         let name = HeaderName::from_static("x-forwarded-for");
-        upstream_headers(&mut h, &origin(false, Some(&host), &name), host.clone());
+        upstream_headers(&mut h, &origin(false, Some(&host), &name), &host);
         assert_eq!(h["x-forwarded-for"], "192.0.2.9");
         assert_eq!(h["host"], "site");
         assert_eq!(h["x-request-id"], "abc");

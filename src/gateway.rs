@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use http::header::{ACCEPT, AUTHORIZATION, REFERER, USER_AGENT};
 use http::request::Parts;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 
@@ -20,12 +21,14 @@ use crate::conn::{ConnState, InFlight};
 use crate::decision::{DryRunHit, Outcome, Reason, Refusal};
 use crate::evaluate::{evaluate_with_country, token_roles_of};
 use crate::facts::{RequestFacts, Target, TargetError, Token, framing, target};
+use crate::fetch;
 use crate::files::{self, Served};
 use crate::forward::{self, ForwardError, Origin};
 use crate::geo::Country;
 use crate::limits::{BodyLimit, LimitedBody};
 use crate::log::{AccessLog, LineBuilder, LineOutcome, Logged};
 use crate::metrics::Counters;
+use crate::policy::values::UpstreamUrl;
 use crate::policy::{self, Policy, Route};
 use crate::reload::Live;
 use crate::request_id::{self, RequestId};
@@ -497,12 +500,9 @@ pub async fn handle(
             } else {
                 ex
             };
-            let Some(uri) = forward::upstream_uri(
-                upstream,
-                &canonical,
-                target.query,
-                parts.uri.path_and_query(),
-            ) else {
+            let Some(upstream_target) =
+                forward::upstream_target(&canonical, target.query, parts.uri.path_and_query())
+            else {
                 return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
             };
             proxy(
@@ -511,7 +511,8 @@ pub async fn handle(
                 body,
                 trusted,
                 route,
-                uri,
+                upstream,
+                upstream_target,
                 client_host,
                 line,
                 outcome,
@@ -555,7 +556,7 @@ async fn index_fallback<'a>(
     parts: &Parts,
     trusted: bool,
     route: &Route,
-    upstream: &crate::policy::values::UpstreamUrl,
+    upstream: &UpstreamUrl,
     directory: &str,
     query: Option<&str>,
     client_host: Option<HeaderValue>,
@@ -570,35 +571,28 @@ async fn index_fallback<'a>(
         if let Err(refusal) = decide(&candidate) {
             return IndexFound::Refused(ex, refusal);
         }
-        let Some(uri) = forward::upstream_uri(upstream, &candidate, query, None) else {
+        let Some(target) = forward::upstream_target(&candidate, query, None) else {
             continue;
         };
-        let mut headers = parts.headers.clone();
-        let host = upstream_host(&client_host, route, &uri);
-        forward::upstream_headers(
-            &mut headers,
-            &ex.origin(trusted, client_host.as_ref()),
-            host,
-        );
-        let mut request = Request::new(RequestBody::Empty);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
-        match send(&ex, request).await {
+        let origin = ex.origin(trusted, client_host.as_ref());
+        let outgoing = fetch::Outgoing {
+            method: &parts.method,
+            target: target.as_str(),
+            headers: &parts.headers,
+            origin: &origin,
+            host: upstream_host(&client_host, route, upstream),
+        };
+        match fetch(&ex, &upstream.authority, &outgoing).await {
             Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
             Ok(mut response) => {
-                forward::client_response(&mut response);
                 *response.version_mut() = parts.version;
                 response
                     .headers_mut()
                     .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
-                return IndexFound::Response(ex, Box::new(response.map(ResponseBody::Upstream)));
+                return IndexFound::Response(ex, Box::new(response));
             }
             Err(e) => {
-                let refusal = match e {
-                    ForwardError::Timeout(_) => Refusal::of(Reason::UpstreamTimeout),
-                    _ => Refusal::of(Reason::UpstreamUnreachable),
-                };
+                let refusal = upstream_refusal(&ex, &e);
                 return IndexFound::Refused(ex, refusal);
             }
         }
@@ -612,25 +606,29 @@ async fn index_fallback<'a>(
 
 /// The Host an upstream request carries: the client's with `preserve_host`,
 /// else the upstream's authority.
-fn upstream_host(client_host: &Option<HeaderValue>, route: &Route, uri: &http::Uri) -> HeaderValue {
+fn upstream_host<'h>(
+    client_host: &'h Option<HeaderValue>,
+    route: &Route,
+    upstream: &'h UpstreamUrl,
+) -> &'h HeaderValue {
     match (client_host, route.preserve_host) {
-        (Some(h), true) => h.clone(),
-        _ => uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .unwrap_or_else(|| HeaderValue::from_static("localhost")),
+        (Some(h), true) => h,
+        _ => &upstream.host,
     }
 }
 
-/// Sends an upstream request within the policy's timeouts, timing it for
+/// Sends an upstream request with a body (or an upgrade) through hyper's
+/// client within the policy's timeouts, timing it for
 /// `edgeguard_upstream_duration_seconds`.
 async fn send(
     ex: &Exchange<'_>,
+    authority: &Authority,
     request: Request<RequestBody>,
 ) -> Result<Response<Incoming>, ForwardError> {
     let limits = &ex.policy.settings.limits;
     let started = Instant::now();
     let result = forward::send(
+        authority,
         request,
         started,
         limits.upstream_connect_timeout,
@@ -642,6 +640,40 @@ async fn send(
         .metrics
         .upstream_duration(started.elapsed());
     result
+}
+
+/// Sends an upstream request without a body within the policy's timeouts,
+/// timing it like [`send`].
+async fn fetch(
+    ex: &Exchange<'_>,
+    authority: &Authority,
+    outgoing: &fetch::Outgoing<'_>,
+) -> Result<Response<ResponseBody>, ForwardError> {
+    let limits = &ex.policy.settings.limits;
+    let started = Instant::now();
+    let result = fetch::fetch(
+        authority,
+        outgoing,
+        started,
+        limits.upstream_connect_timeout,
+        limits.upstream_timeout,
+    )
+    .await;
+    ex.shared
+        .control
+        .metrics
+        .upstream_duration(started.elapsed());
+    result
+}
+
+/// The answer to an upstream that gave none (504 on a timeout, else 502),
+/// logged.
+fn upstream_refusal(ex: &Exchange<'_>, e: &ForwardError) -> Refusal {
+    tracing::warn!(request_id = ex.id.as_str(), error = %e, "upstream request failed");
+    match e {
+        ForwardError::Timeout(_) => Refusal::of(Reason::UpstreamTimeout),
+        _ => Refusal::of(Reason::UpstreamUnreachable),
+    }
 }
 
 /// Whether a request asks to switch protocols to something the gateway
@@ -664,7 +696,8 @@ fn upgrade_token(parts: &Parts) -> Option<HeaderValue> {
     (connection_says_upgrade && !h2c).then(|| upgrade.clone())
 }
 
-/// Forwards an allowed request to its upstream.
+/// Forwards an allowed request to its upstream: without a body through
+/// [`fetch`], else (and for upgrades) through hyper's client.
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
     ex: Exchange<'_>,
@@ -672,13 +705,39 @@ async fn proxy(
     body: Incoming,
     trusted: bool,
     route: &Route,
-    uri: http::Uri,
+    upstream: &UpstreamUrl,
+    target: PathAndQuery,
     client_host: Option<HeaderValue>,
     line: Option<LineBuilder>,
-    mut outcome: LineOutcome,
+    outcome: LineOutcome,
 ) -> Response<Logged> {
-    let accept = parts.headers.get(ACCEPT).cloned();
     let version = parts.version;
+    let upgrade = upgrade_token(&parts);
+    if upgrade.is_none() && hyper::body::Body::is_end_stream(&body) {
+        let origin = ex.origin(trusted, client_host.as_ref());
+        let outgoing = fetch::Outgoing {
+            method: &parts.method,
+            target: target.as_str(),
+            headers: &parts.headers,
+            origin: &origin,
+            host: upstream_host(&client_host, route, upstream),
+        };
+        return match fetch(&ex, &upstream.authority, &outgoing).await {
+            Ok(mut response) => {
+                // The client's protocol, whatever the upstream spoke.
+                *response.version_mut() = version;
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
+                ex.allow(response, line, outcome)
+            }
+            Err(e) => {
+                let refusal = upstream_refusal(&ex, &e);
+                ex.refuse(&refusal, None, parts.headers.get(ACCEPT), line)
+            }
+        };
+    }
+    let accept = parts.headers.get(ACCEPT).cloned();
     let limits = &ex.policy.settings.limits;
     // A declared length over the limit is refused before the upstream hears of it.
     if let (Some(max), Some(length)) = (
@@ -694,15 +753,13 @@ async fn proxy(
             );
         }
     }
-    let upgrade = upgrade_token(&parts);
     let client_upgrade = upgrade
         .as_ref()
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-    let host = upstream_host(&client_host, route, &uri);
     forward::upstream_headers(
         &mut parts.headers,
         &ex.origin(trusted, client_host.as_ref()),
-        host,
+        upstream_host(&client_host, route, upstream),
     );
     if let (Some(token), Some(_)) = (&upgrade, &client_upgrade) {
         parts.headers.insert(http::header::UPGRADE, token.clone());
@@ -711,16 +768,15 @@ async fn proxy(
             HeaderValue::from_static("upgrade"),
         );
     }
-    parts.uri = uri;
+    parts.uri = http::Uri::from(target);
     parts.version = Version::HTTP_11;
     let body = LimitedBody::new(body, limits.max_body_bytes, limits.body_timeout);
     let request = Request::from_parts(parts, RequestBody::Client(body));
-    match send(&ex, request).await {
+    match send(&ex, &upstream.authority, request).await {
         Ok(mut response) => {
             let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             let upstream_upgrade = response.headers().get(http::header::UPGRADE).cloned();
             forward::client_response(&mut response);
-            // The client's protocol, whatever the upstream spoke.
             *response.version_mut() = version;
             response
                 .headers_mut()
@@ -745,21 +801,14 @@ async fn proxy(
                 ForwardError::Failed { source, .. } => BodyLimit::find(source),
                 _ => None,
             };
-            let refusal = match (limit, &e) {
-                (Some(BodyLimit::TooLarge(_)), _) => Refusal::of(Reason::BodyTooLarge),
-                (Some(BodyLimit::Timeout(_)), _) => Refusal {
+            let refusal = match limit {
+                Some(BodyLimit::TooLarge(_)) => Refusal::of(Reason::BodyTooLarge),
+                Some(BodyLimit::Timeout(_)) => Refusal {
                     status: http::StatusCode::REQUEST_TIMEOUT,
                     ..Refusal::of(Reason::BadRequest)
                 },
-                (None, ForwardError::Timeout(_)) => Refusal::of(Reason::UpstreamTimeout),
-                (None, ForwardError::Unreachable { .. } | ForwardError::Failed { .. }) => {
-                    Refusal::of(Reason::UpstreamUnreachable)
-                }
+                None => upstream_refusal(&ex, &e),
             };
-            if limit.is_none() {
-                tracing::warn!(request_id = ex.id.as_str(), error = %e, "upstream request failed");
-            }
-            let _ = &mut outcome;
             ex.refuse(&refusal, None, accept.as_ref(), line)
         }
     }

@@ -27,6 +27,7 @@ pub mod decision;
 pub mod evaluate;
 pub mod explain;
 pub mod facts;
+pub mod fetch;
 pub mod files;
 pub mod forward;
 pub mod gateway;

@@ -15,3 +15,4 @@ mod proxy;
 mod reload;
 mod rulebook;
 mod tls;
+mod upstream;

@@ -43,6 +43,9 @@ pub struct UpstreamUrl {
     pub scheme: http::uri::Scheme,
     /// `host:port`, the port always present.
     pub authority: http::uri::Authority,
+    /// `authority` as the `Host` header value upstream requests carry
+    /// (unless the route preserves the client's).
+    pub host: http::HeaderValue,
 }
 
 /// Parses `http://host[:port]` (a trailing `/` is allowed). A path, a query,
@@ -91,7 +94,13 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     let authority: http::uri::Authority = format!("{}:{port}", authority.host())
         .parse()
         .map_err(|e| format!("invalid upstream URL \"{s}\": {e}"))?;
-    Ok(UpstreamUrl { scheme, authority })
+    let host = http::HeaderValue::from_str(authority.as_str())
+        .map_err(|e| format!("invalid upstream URL \"{s}\": {e}"))?;
+    Ok(UpstreamUrl {
+        scheme,
+        authority,
+        host,
+    })
 }
 
 /// Parses an HTTP method name (a token), upper-cased.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod gateway;
 pub mod process;
+pub mod scripted;
 pub mod stub;
 
 use std::path::{Path, PathBuf};
