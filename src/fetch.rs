@@ -302,6 +302,9 @@ fn parse_head(buf: &mut BytesMut, bodiless: bool) -> Result<Parsed, &'static str
         if bodiless || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Done
         } else if codings > 0 {
+            if response.version != Some(1) {
+                return Err("Transfer-Encoding in an HTTP/1.0 response");
+            }
             if codings > 1 || !chunked || lengths > 0 {
                 return Err("ambiguous response framing (Transfer-Encoding)");
             }
@@ -324,6 +327,85 @@ fn parse_head(buf: &mut BytesMut, bodiless: bool) -> Result<Parsed, &'static str
         framing,
         reusable,
     }))
+}
+
+/// Parses a chunk-size line (RFC 9112 §7.1): one to sixteen hex digits,
+/// optional whitespace, optional extensions after `;`, then CRLF. The
+/// extensions are skipped; a CR or LF anywhere but the line's end, or another
+/// control byte but HTAB, is an error — a bare LF here is how a chunked body
+/// is read two ways. `Ok(None)` until the line's end has arrived; else the
+/// line's length and the size.
+fn parse_chunk_size(buf: &[u8]) -> Result<Option<(usize, u64)>, &'static str> {
+    let digits = buf.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits > 16 {
+        return Err("chunk size too large");
+    }
+    if digits == buf.len() {
+        return Ok(None);
+    }
+    if digits == 0 {
+        return Err("malformed chunk size");
+    }
+    let size = buf[..digits].iter().fold(0u64, |n, &d| {
+        // Sixteen hex digits at most: no overflow.
+        let value = match d {
+            b'0'..=b'9' => d - b'0',
+            _ => (d | 0x20) - b'a' + 10,
+        };
+        (n << 4) | u64::from(value)
+    });
+    let rest = &buf[digits..];
+    let blank = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    match rest.get(blank) {
+        None => return Ok(None),
+        Some(b'\r' | b';') => {}
+        Some(b'\n') => return Err("bare LF in a chunk-size line"),
+        Some(_) => return Err("malformed chunk size"),
+    }
+    for (i, &b) in rest.iter().enumerate().skip(blank) {
+        match b {
+            b'\r' => {
+                return match rest.get(i + 1) {
+                    None => Ok(None),
+                    Some(b'\n') => Ok(Some((digits + i + 2, size))),
+                    Some(_) => Err("bare CR in a chunk-size line"),
+                };
+            }
+            b'\n' => return Err("bare LF in a chunk-size line"),
+            b'\t' | b' '..=b'~' | 0x80..=0xff => {}
+            _ => return Err("control byte in a chunk extension"),
+        }
+    }
+    Ok(None)
+}
+
+/// Checks one trailer line, CRLF included: a field line (a name, a colon)
+/// with no CR, LF or other control byte but HTAB before its CRLF, and no
+/// obs-fold. Trailers are dropped, but one that could be read two ways ends
+/// the body as an error, never as a clean end.
+fn check_trailer(line: &[u8]) -> Result<(), &'static str> {
+    let content = line
+        .strip_suffix(b"\r\n")
+        .ok_or("bare LF in the trailer section")?;
+    let name = content.split(|&b| b == b':').next().unwrap_or(content);
+    if name.len() == content.len() || name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err("malformed trailer line");
+    }
+    if content
+        .iter()
+        .any(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
+    {
+        return Err("control byte in a trailer line");
+    }
+    Ok(())
+}
+
+/// Whether `b` may appear in a field name (RFC 9110 §5.6.2 tchar).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A `Content-Length` value: digits only, at most 18 of them.
@@ -458,8 +540,8 @@ impl FetchedBody {
     fn step_chunked(&mut self, mut chunk: Chunk) -> Step {
         loop {
             match chunk {
-                Chunk::Size => match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
+                Chunk::Size => match parse_chunk_size(&self.buf) {
+                    Ok(Some((used, size))) => {
                         self.buf.advance(used);
                         chunk = if size == 0 {
                             Chunk::Trailers(0)
@@ -467,14 +549,14 @@ impl FetchedBody {
                             Chunk::Data(size)
                         };
                     }
-                    Ok(httparse::Status::Partial) if self.buf.len() > MAX_CHUNK_LINE => {
+                    Ok(None) if self.buf.len() > MAX_CHUNK_LINE => {
                         return Step::Invalid("chunk-size line too long");
                     }
-                    Ok(httparse::Status::Partial) => {
+                    Ok(None) => {
                         self.framing = Framing::Chunked(chunk);
                         return Step::Read;
                     }
-                    Err(_) => return Step::Invalid("malformed chunk size"),
+                    Err(reason) => return Step::Invalid(reason),
                 },
                 Chunk::Data(left) => {
                     self.framing = Framing::Chunked(chunk);
@@ -510,14 +592,15 @@ impl FetchedBody {
                         self.framing = Framing::Chunked(chunk);
                         return Step::Read;
                     };
-                    if end == 0 || self.buf[end - 1] != b'\r' {
-                        return Step::Invalid("bare LF in the trailer section");
-                    }
-                    self.buf.advance(end + 1);
-                    if end == 1 {
+                    if end == 1 && self.buf[0] == b'\r' {
+                        self.buf.advance(2);
                         self.finish();
                         return Step::End;
                     }
+                    if let Err(reason) = check_trailer(&self.buf[..=end]) {
+                        return Step::Invalid(reason);
+                    }
+                    self.buf.advance(end + 1);
                     if seen + end + 1 > MAX_TRAILERS {
                         return Step::Invalid("trailers too large");
                     }
@@ -603,8 +686,18 @@ fn take_idle(authority: &Authority, now: Instant) -> Option<TcpStream> {
     })
 }
 
+/// Keeps `io` for reuse. The oldest idle connection is checked on every
+/// return, so one the upstream closed while others were busy is closed too
+/// rather than lingering until it would be taken.
 fn put_idle(authority: &Authority, io: TcpStream) {
-    POOL.with(|pool| pool.borrow_mut().put(authority, io));
+    let now = Instant::now();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let idle = pool.put(authority, io, now);
+        if idle.len() > 1 && !(forward::is_fresh(idle[0].since, now) && is_quiet(&idle[0].conn)) {
+            idle.remove(0);
+        }
+    });
 }
 
 /// Whether an idle connection has neither been closed nor sent anything.
@@ -748,6 +841,12 @@ mod tests {
                 false,
             ),
             (
+                "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Err("Transfer-Encoding in an HTTP/1.0 response"),
+                false,
+            ),
+            (
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
                 false,
                 Err("101 to a request that asked for no upgrade"),
@@ -846,7 +945,8 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_whatever_the_pieces() {
-        let whole: &[u8] = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+        let whole: &[u8] =
+            b"5;ext=1\r\nhello\r\n6 ; a=\"b c\"\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
         for split in 0..whole.len() {
             let (a, b) = whole.split_at(split);
             let (out, rest, framing) = decode(&[a, b]).expect("valid coding");
@@ -864,7 +964,23 @@ mod tests {
             (b"zz\r\n", "malformed chunk size"),
             (b"5\r\nhello!!\r\n", "chunk data longer than its size"),
             (b"0\r\nX: y\n\r\n", "bare LF in the trailer section"),
-            (b"ffffffffffffffffffff\r\n", "malformed chunk size"),
+            (b"ffffffffffffffffffff\r\n", "chunk size too large"),
+            // No digit at all: not a last chunk (hyper: "missing size digit").
+            (b"3\r\nabc\r\n\r\n\r\n", "malformed chunk size"),
+            (b";x\r\n", "malformed chunk size"),
+            (b"\t\r\n", "malformed chunk size"),
+            // A bare LF in an extension: read as "abc" by some, "xyz" by others.
+            (
+                b"3;x\nabc\r\nxyz\r\n0\r\n\r\n",
+                "bare LF in a chunk-size line",
+            ),
+            (b"3\nabc\r\n0\r\n\r\n", "bare LF in a chunk-size line"),
+            (b"3;x\rabc\r\n", "bare CR in a chunk-size line"),
+            (b"3 x\r\nabc\r\n", "malformed chunk size"),
+            (b"3;a=\x01\r\nabc\r\n", "control byte in a chunk extension"),
+            (b"0\r\nX: a\rb\r\n\r\n", "control byte in a trailer line"),
+            (b"0\r\n folded\r\n\r\n", "malformed trailer line"),
+            (b"0\r\nno-colon\r\n\r\n", "malformed trailer line"),
         ];
         for (raw, reason) in cases {
             assert_eq!(

@@ -329,9 +329,15 @@ impl<C> Pool<C> {
             .map(|(_, idle)| idle)
     }
 
-    /// Keeps `conn` for reuse; the oldest goes when `MAX_IDLE_PER_UPSTREAM`
-    /// are kept.
-    pub(crate) fn put(&mut self, authority: &Authority, conn: C) {
+    /// Keeps `conn`, idle since `now`, for reuse; the oldest goes when
+    /// `MAX_IDLE_PER_UPSTREAM` are kept. Gives the idle connections to
+    /// `authority`, oldest first.
+    pub(crate) fn put(
+        &mut self,
+        authority: &Authority,
+        conn: C,
+        now: Instant,
+    ) -> &mut Vec<Idle<C>> {
         let index = match self
             .upstreams
             .iter()
@@ -347,10 +353,8 @@ impl<C> Pool<C> {
         if idle.len() >= MAX_IDLE_PER_UPSTREAM {
             idle.remove(0);
         }
-        idle.push(Idle {
-            conn,
-            since: Instant::now(),
-        });
+        idle.push(Idle { conn, since: now });
+        idle
     }
 }
 
@@ -374,7 +378,9 @@ fn take_idle(authority: &Authority, now: Instant) -> Option<SendRequest<RequestB
 }
 
 fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
-    POOL.with(|pool| pool.borrow_mut().put(authority, sender));
+    POOL.with(|pool| {
+        pool.borrow_mut().put(authority, sender, Instant::now());
+    });
 }
 
 /// Opens a TCP connection to `authority` within `timeout`, Nagle off.

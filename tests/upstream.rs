@@ -249,3 +249,48 @@ fn a_body_cut_short_by_the_upstream_ends_the_client_connection() {
         }
     }
 }
+
+#[test]
+fn a_chunked_body_that_could_be_read_two_ways_ends_in_an_error_and_its_connection() {
+    // Each answer is followed by bytes a lax decoder would take for the next
+    // response: they must never reach the next client.
+    let cases = [
+        ("/no-size-digit", "3\r\nabc\r\n\r\n\r\n"),
+        ("/lf-in-extension", "3;x\nabc\r\nxyz\r\n0\r\n\r\n"),
+        ("/cr-in-trailer", "3\r\nabc\r\n0\r\nX: a\rb\r\n\r\n"),
+    ];
+    let upstream = Scripted::start(
+        move |target| match cases.iter().find(|(p, _)| *p == target) {
+            Some((_, coding)) => answer(
+                &format!(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{coding}\
+                     HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+                ),
+                After::Keep,
+            ),
+            None => plain(target),
+        },
+    );
+    let gw = Gateway::start(PASS, Some(upstream.addr));
+    for (path, _) in cases {
+        let mut stream = TcpStream::connect(gw.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received);
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            !text.contains("0\r\n\r\n"),
+            "{path}: the body must not look complete: {text:?}"
+        );
+        let r = get(gw.addr, "/after", &[]);
+        assert_eq!((r.status, r.text().as_str()), (200, "after"), "{path}");
+    }
+    let requests = upstream.requests();
+    let connections: Vec<usize> = requests.iter().map(|(c, _)| *c).collect();
+    assert_eq!(connections, [0, 1, 1, 2, 2, 3], "{requests:?}");
+}
