@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod probe;
+pub mod queue;
 pub mod reload;
 pub mod request_id;
 pub mod respond;

@@ -12,7 +12,9 @@ use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
+
+use crate::queue::{BoundedReceiver, BoundedSender, bounded};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,7 +43,7 @@ enum Msg {
 /// The access log's sending side.
 #[derive(Debug)]
 pub struct AccessLog {
-    tx: SyncSender<Msg>,
+    tx: BoundedSender<Msg>,
     dropped: AtomicU64,
 }
 
@@ -55,7 +57,7 @@ impl AccessLog {
     pub fn to_writer(
         open: impl FnOnce() -> Box<dyn std::io::Write + Send> + Send + 'static,
     ) -> Arc<AccessLog> {
-        let (tx, rx) = sync_channel(CHANNEL_LINES);
+        let (tx, rx) = bounded(CHANNEL_LINES);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || write_lines(rx, open()))
@@ -68,9 +70,7 @@ impl AccessLog {
 
     /// Queues a line; never waits.
     pub fn send(&self, line: String) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.tx.try_send(Msg::Line(line))
-        {
+        if self.tx.try_send(Msg::Line(line)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -79,7 +79,7 @@ impl AccessLog {
     /// second.
     pub fn flush(&self) {
         let (ack, done) = sync_channel(1);
-        if self.tx.send(Msg::Flush(ack)).is_ok() {
+        if self.tx.send_anyway(Msg::Flush(ack)).is_ok() {
             let _ = done.recv_timeout(Duration::from_secs(1));
         }
     }
@@ -93,7 +93,7 @@ impl AccessLog {
 /// Drains the channel every [`DRAIN_EVERY`], never waiting on it: a
 /// receiver blocked in `recv` makes every send wake it (a system call and a
 /// context switch per request); a sleeping one costs senders nothing.
-fn write_lines(rx: Receiver<Msg>, out: Box<dyn std::io::Write + Send>) {
+fn write_lines(rx: BoundedReceiver<Msg>, out: Box<dyn std::io::Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     loop {
         std::thread::sleep(DRAIN_EVERY);

@@ -9,7 +9,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +16,7 @@ use fnv::FnvHashMap;
 
 use crate::decision::Reason;
 use crate::geo::Country;
+use crate::queue::{BoundedReceiver, BoundedSender, bounded};
 
 /// Refusals shown in the dashboard's list.
 pub const RECENT: usize = 50;
@@ -124,7 +124,7 @@ impl RefusalEvent {
 /// The sending side of the feed and the aggregate it fills; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Feed {
-    tx: SyncSender<RefusalEvent>,
+    tx: BoundedSender<RefusalEvent>,
     board: Arc<Board>,
 }
 
@@ -156,7 +156,7 @@ impl Feed {
     /// A feed and its aggregator thread (which ends when the last clone of
     /// the feed is dropped).
     pub fn new() -> Feed {
-        let (tx, rx) = sync_channel(CHANNEL_EVENTS);
+        let (tx, rx) = bounded(CHANNEL_EVENTS);
         let board = Arc::new(Board::default());
         let aggregated = Arc::clone(&board);
         if let Err(e) = std::thread::Builder::new()
@@ -171,8 +171,7 @@ impl Feed {
     /// Hands a refusal to the aggregator; never waits. When the aggregator
     /// is behind, the event is dropped and counted.
     pub fn refused(&self, event: RefusalEvent) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(event)
-        {
+        if self.tx.try_send(event).is_err() {
             self.board.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -246,7 +245,7 @@ fn minute_of(at: SystemTime) -> u64 {
 /// the channel itself: a receiver blocked in `recv` makes every send wake it
 /// (a system call and a context switch per refused request); a sleeping one
 /// costs senders nothing.
-fn aggregate(rx: Receiver<RefusalEvent>, board: &Board) {
+fn aggregate(rx: BoundedReceiver<RefusalEvent>, board: &Board) {
     let mut pause = DRAIN_EVERY;
     loop {
         std::thread::sleep(pause);
