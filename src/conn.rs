@@ -344,11 +344,19 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
                     }
                     return Poll::Pending;
                 };
-                if this.sleep.deadline() != deadline {
+                // The timer is moved only to an earlier deadline: a keep-alive
+                // connection's idle deadline moves later with every request,
+                // and resetting the timer each time cost a timer-wheel removal
+                // and insertion per request. One that fires early is re-armed.
+                if deadline < this.sleep.deadline() {
                     this.sleep.as_mut().reset(deadline);
                 }
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
+                }
+                if this.sleep.deadline() < deadline {
+                    this.sleep.as_mut().reset(deadline);
+                    continue;
                 }
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, which)));
             },

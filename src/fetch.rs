@@ -136,7 +136,7 @@ pub async fn fetch(
         .await;
         match exchanged {
             Err(_) => return Err(ForwardError::Timeout(authority.clone())),
-            Ok(Ok(head)) => return Ok(head.into_response(io, buf, authority)),
+            Ok(Ok(head)) => return Ok(head.into_response(io, buf, authority, now)),
             Ok(Err(Failure::Unanswered(_))) if reused && outgoing.method.is_idempotent() => {}
             Ok(Err(Failure::Unanswered(e) | Failure::Io(e))) => return Err(broken(e.to_string())),
             Ok(Err(Failure::Invalid(reason))) => return Err(broken(reason.to_owned())),
@@ -456,10 +456,11 @@ impl Head {
         io: TcpStream,
         buf: BytesMut,
         authority: &Authority,
+        now: Instant,
     ) -> Response<ResponseBody> {
         let body = if self.framing == Framing::Done {
             if self.reusable && buf.is_empty() {
-                put_idle(authority, io);
+                put_idle(authority, io, now);
             }
             ResponseBody::Empty
         } else {
@@ -469,6 +470,7 @@ impl Head {
                 framing: self.framing,
                 authority: authority.clone(),
                 reusable: self.reusable,
+                sent: now,
             }))
         };
         let mut response = Response::new(body);
@@ -488,6 +490,9 @@ pub struct FetchedBody {
     framing: Framing,
     authority: Authority,
     reusable: bool,
+    /// When the request was sent: close enough to when the connection goes
+    /// idle, for expiring it 30 s later, and no clock read per request.
+    sent: Instant,
 }
 
 /// What the buffered bytes give.
@@ -509,7 +514,7 @@ impl FetchedBody {
         self.framing = Framing::Done;
         if let Some(io) = self.io.take() {
             if self.reusable && self.buf.is_empty() {
-                put_idle(&self.authority, io);
+                put_idle(&self.authority, io, self.sent);
             }
         }
     }
@@ -689,8 +694,7 @@ fn take_idle(authority: &Authority, now: Instant) -> Option<TcpStream> {
 /// Keeps `io` for reuse. The oldest idle connection is checked on every
 /// return, so one the upstream closed while others were busy is closed too
 /// rather than lingering until it would be taken.
-fn put_idle(authority: &Authority, io: TcpStream) {
-    let now = Instant::now();
+fn put_idle(authority: &Authority, io: TcpStream, now: Instant) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let idle = pool.put(authority, io, now);
@@ -927,6 +931,7 @@ mod tests {
             framing: Framing::Chunked(Chunk::Size),
             authority: Authority::from_static("127.0.0.1:9"),
             reusable: false,
+            sent: Instant::now(),
         };
         let mut out = Vec::new();
         for piece in chunks {

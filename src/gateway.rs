@@ -111,7 +111,6 @@ struct Exchange<'a> {
     in_flight: InFlight,
     client_ip: IpAddr,
     id: Id,
-    ts: SystemTime,
     start: Instant,
     /// Known once the request is decided.
     decided: Decided,
@@ -157,7 +156,7 @@ impl Exchange<'_> {
             Mode::Refusals if allowed => return None,
             Mode::All | Mode::Refusals => {}
         }
-        let mut line = LineBuilder::new(self.ts);
+        let mut line = LineBuilder::new(SystemTime::now());
         line.str("request_id", self.id.as_str())
             .display("client_ip", self.client_ip)
             .display("peer", self.conn.peer.ip().to_canonical())
@@ -250,7 +249,7 @@ impl Exchange<'_> {
         if decision == "deny" {
             let d = &self.decided;
             self.shared.control.feed.refused(RefusalEvent::new(
-                self.ts,
+                SystemTime::now(),
                 self.client_ip,
                 d.method.as_str(),
                 d.path.as_str(),
@@ -294,7 +293,6 @@ pub async fn handle(
 ) -> Response<Logged> {
     let in_flight = InFlight::start(&state);
     let start = Instant::now();
-    let ts = SystemTime::now();
     let live = shared.live.load_full();
     let policy = &live.policy;
     let (parts, body) = request.into_parts();
@@ -324,7 +322,6 @@ pub async fn handle(
         in_flight,
         client_ip,
         id,
-        ts,
         start,
         decided: Decided::new(&parts),
     };

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 
-use crate::queue::{BoundedReceiver, BoundedSender, bounded};
+use crate::queue::{BoundedReceiver, BoundedSender, Empty, bounded};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,7 +93,7 @@ impl AccessLog {
 /// Drains the channel every [`DRAIN_EVERY`], never waiting on it: a
 /// receiver blocked in `recv` makes every send wake it (a system call and a
 /// context switch per request); a sleeping one costs senders nothing.
-fn write_lines(rx: BoundedReceiver<Msg>, out: Box<dyn std::io::Write + Send>) {
+fn write_lines(mut rx: BoundedReceiver<Msg>, out: Box<dyn std::io::Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     loop {
         std::thread::sleep(DRAIN_EVERY);
@@ -106,8 +106,8 @@ fn write_lines(rx: BoundedReceiver<Msg>, out: Box<dyn std::io::Write + Send>) {
                     let _ = out.flush();
                     let _ = ack.send(());
                 }
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err(Empty::Now) => break,
+                Err(Empty::ForGood) => {
                     let _ = out.flush();
                     return;
                 }

@@ -16,7 +16,7 @@ use fnv::FnvHashMap;
 
 use crate::decision::Reason;
 use crate::geo::Country;
-use crate::queue::{BoundedReceiver, BoundedSender, bounded};
+use crate::queue::{BoundedReceiver, BoundedSender, Empty, bounded};
 
 /// Refusals shown in the dashboard's list.
 pub const RECENT: usize = 50;
@@ -245,7 +245,7 @@ fn minute_of(at: SystemTime) -> u64 {
 /// the channel itself: a receiver blocked in `recv` makes every send wake it
 /// (a system call and a context switch per refused request); a sleeping one
 /// costs senders nothing.
-fn aggregate(rx: BoundedReceiver<RefusalEvent>, board: &Board) {
+fn aggregate(mut rx: BoundedReceiver<RefusalEvent>, board: &Board) {
     let mut pause = DRAIN_EVERY;
     loop {
         std::thread::sleep(pause);
@@ -257,8 +257,8 @@ fn aggregate(rx: BoundedReceiver<RefusalEvent>, board: &Board) {
                     state.add(event);
                     drained += 1;
                 }
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                Err(Empty::Now) => break,
+                Err(Empty::ForGood) => return,
             }
         }
         pause = if drained >= CHANNEL_EVENTS / 4 {
