@@ -21,6 +21,14 @@ divided by the requests wrk completed), and the gateway's memory (PSS and RSS).
 
     python3 benches/e2e/run.py                       # 10, 10k, 100k prefixes
     python3 benches/e2e/run.py --sizes 100000 --duration 20 --rounds 3
+    python3 benches/e2e/run.py --pgo                 # also a profile-guided build
+
+With --pgo it also builds edgeguard with profile-guided optimization and measures it
+as a third contender, "edgeguard-pgo": an instrumented build (target/pgo-gen) serves
+the allowed, refused and file mixes for a few seconds each, llvm-profdata (rustup's
+llvm-tools component, added if missing) merges what it recorded, and the optimized
+build lands in target/pgo/release/edgeguard. That binary is the by-product to ship
+when CPU per request matters; `cargo build --release` stays the default.
 """
 
 import argparse
@@ -71,6 +79,56 @@ def install():
     print("building edgeguard (release)", file=sys.stderr)
     sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
     return db
+
+
+def llvm_profdata():
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    host = re.search(r"host: (\S+)", subprocess.run(["rustc", "-vV"], check=True, capture_output=True,
+                                                     text=True).stdout).group(1)
+    tool = Path(sysroot) / "lib" / "rustlib" / host / "bin" / "llvm-profdata"
+    if not tool.exists():
+        print("adding rustup's llvm-tools component (llvm-profdata)", file=sys.stderr)
+        sh("rustup", "component", "add", "llvm-tools", stdout=subprocess.DEVNULL)
+    return tool
+
+
+PGO_TRAINING_SECONDS = 4
+
+
+def build_pgo(db):
+    """The profile-guided build: instrumented build, a short run of every mix on it,
+    profiles merged, optimized build. Returns the optimized binary."""
+    profdata_tool = llvm_profdata()
+    raw = WORK / "pgo-raw"
+    print("building edgeguard instrumented for PGO (target/pgo-gen)", file=sys.stderr)
+    env = dict(os.environ, RUSTFLAGS=f"-Cprofile-generate={raw}", CARGO_TARGET_DIR=str(ROOT / "target" / "pgo-gen"))
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT, env=env)
+    # Build scripts ran instrumented too: only the gateway's own runs count.
+    shutil.rmtree(raw, ignore_errors=True)
+    instrumented = ROOT / "target" / "pgo-gen" / "release" / "edgeguard"
+    write_configs(100000, db)
+    write_file_configs()
+    training = [(WORK / "edgeguard-100000.toml", list(MIXES)), (WORK / "edgeguard-files.toml", list(FILE_MIXES))]
+    run_env = dict(os.environ, EDGEGUARD_WORKERS="1", RUST_LOG="warn")
+    for conf, mixes in training:
+        proc = subprocess.Popen([str(instrumented), "run", "--config", str(conf)], env=run_env,
+                                stdout=subprocess.DEVNULL)
+        try:
+            wait_port(EDGEGUARD_PORT)
+            for mix in mixes:
+                subprocess.run(["wrk", "-t1", "-c32", f"-d{PGO_TRAINING_SECONDS}s", "-s", str(WORK / f"{mix}.lua"),
+                                f"http://127.0.0.1:{EDGEGUARD_PORT}/"], check=True, capture_output=True)
+        finally:
+            # A clean exit writes the profile.
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    profdata = WORK / "edgeguard.profdata"
+    sh(str(profdata_tool), "merge", "-o", str(profdata), *map(str, raw.glob("*.profraw")))
+    print("building edgeguard with the profile (target/pgo)", file=sys.stderr)
+    env = dict(os.environ, RUSTFLAGS=f"-Cprofile-use={profdata}", CARGO_TARGET_DIR=str(ROOT / "target" / "pgo"))
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT, env=env)
+    return ROOT / "target" / "pgo" / "release" / "edgeguard"
 
 
 def blocklist(n, seed=7):
@@ -326,9 +384,7 @@ def start_nginx(size):
     return lambda: subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", str(conf), "-g", "daemon off;"])
 
 
-def start_edgeguard(size):
-    conf = WORK / f"edgeguard-{size}.toml"
-    binary = ROOT / "target" / "release" / "edgeguard"
+def start_edgeguard(conf, binary):
     env = dict(os.environ, EDGEGUARD_WORKERS="1", RUST_LOG="warn")
     return lambda: subprocess.Popen(["taskset", "-c", "1", str(binary), "run", "--config", str(conf)],
                                     env=env, stdout=subprocess.DEVNULL)
@@ -370,26 +426,34 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-files", action="store_true", help="skip the file-serving comparison")
     ap.add_argument("--no-policy", action="store_true", help="skip the policy comparison")
+    ap.add_argument("--pgo", action="store_true",
+                    help="also build and measure a profile-guided build (edgeguard-pgo)")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     db = install()
+    binaries = [("edgeguard", ROOT / "target" / "release" / "edgeguard")]
+    if args.pgo:
+        binaries.append(("edgeguard-pgo", build_pgo(db)))
     (WORK / "upstream.conf").write_text(UPSTREAM_CONF.format(work=WORK, port=UPSTREAM_PORT))
     upstream = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", str(WORK / "upstream.conf"), "-g", "daemon off;"])
     rows = []
     try:
         wait_port(UPSTREAM_PORT)
         if not args.no_files:
-            measure_files(args, rows)
+            measure_files(args, rows, binaries)
         for size in ([] if args.no_policy else [int(s) for s in args.sizes.split(",")]):
             write_configs(size, db)
-            contenders = [("nginx", NGINX_PORT, start_nginx(size), nginx_pids),
-                          ("edgeguard", EDGEGUARD_PORT, start_edgeguard(size), lambda c: [c.proc.pid])]
+            conf = WORK / f"edgeguard-{size}.toml"
+            contenders = [("nginx", NGINX_PORT, start_nginx(size), nginx_pids)] + [
+                (name, EDGEGUARD_PORT, start_edgeguard(conf, binary), lambda c: [c.proc.pid])
+                for name, binary in binaries]
             running = {}
             try:
                 measure(size, contenders, running, args, rows)
             finally:
-                for contender, _ in running.values():
-                    contender.stop()
+                for entry in running.values():
+                    if entry[0] is not None:
+                        entry[0].stop()
     finally:
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(timeout=15)
@@ -397,9 +461,24 @@ def main():
 
 
 def start_all(contenders, running):
+    """Starts the contenders. Those sharing a port (edgeguard builds) are started
+    when their turn comes, one at a time: see `alternate`."""
     for name, port, start, pids in contenders:
-        running[name] = (Contender(name, start, pids), port)
-        wait_port(port)
+        running[name] = [None, port, start, pids]
+    ensure(running, next(iter(running)))
+
+
+def ensure(running, name):
+    """Starts `name` if needed, first stopping whoever else holds its port."""
+    entry = running[name]
+    if entry[0] is not None:
+        return
+    for other, rest in running.items():
+        if other != name and rest[0] is not None and rest[1] == entry[1]:
+            rest[0].stop()
+            rest[0] = None
+    entry[0] = Contender(name, entry[2], entry[3])
+    wait_port(entry[1])
 
 
 def alternate(running, mixes, args):
@@ -409,18 +488,22 @@ def alternate(running, mixes, args):
         for r in range(args.rounds):
             order = list(running) if r % 2 == 0 else list(reversed(running))
             for name in order:
-                contender, port = running[name]
+                ensure(running, name)
+                contender, port = running[name][:2]
                 before = contender.cpu_ticks()
                 requests, rps, errors, non2xx, p50, p99 = run_wrk(port, mix, args)
                 cpu_us = (contender.cpu_ticks() - before) / CLK_TCK * 1e6 / max(requests, 1)
+                pss, rss = contender.memory_kb()
                 results.setdefault((mix, name), []).append(
-                    (rps, to_us(p50), to_us(p99), cpu_us, errors, non2xx, requests))
+                    (rps, to_us(p50), to_us(p99), cpu_us, errors, non2xx, requests, pss, rss))
     return results
 
 
 def summarize(size, running, mixes, results, rows, non2xx_are_errors):
-    for name, (contender, _) in running.items():
-        pss, rss = contender.memory_kb()
+    for name in running:
+        # Memory after the run that left the most resident.
+        every = [x for mix in mixes for x in results[(mix, name)]]
+        pss, rss = max(x[7] for x in every), max(x[8] for x in every)
         for mix in mixes:
             runs = results[(mix, name)]
             non2xx = sum(x[5] for x in runs)
@@ -440,7 +523,10 @@ def summarize(size, running, mixes, results, rows, non2xx_are_errors):
 def measure(size, contenders, running, args, rows):
     start_all(contenders, running)
     for ip, path, referer, want in PROBES:
-        got = {n: probe(p, ip, path, referer) for n, (_, p) in running.items()}
+        got = {}
+        for name, entry in running.items():
+            ensure(running, name)
+            got[name] = probe(entry[1], ip, path, referer)
         if set(got.values()) != {want}:
             raise RuntimeError(f"probe {ip} {path} {referer}: {got}, expected {want}")
     results = alternate(running, MIXES, args)
@@ -458,29 +544,25 @@ def write_file_configs():
         (WORK / f"{mix}.lua").write_text(FILE_LUA.format(path=path))
 
 
-def measure_files(args, rows):
+def measure_files(args, rows, binaries):
     """CPU per request serving a 4 KB and a 1 MB file: nginx's `root` against a
     root route, nothing else in either policy."""
     write_file_configs()
-    binary = ROOT / "target" / "release" / "edgeguard"
-    env = dict(os.environ, EDGEGUARD_WORKERS="1", RUST_LOG="warn")
     contenders = [
         ("nginx", NGINX_PORT,
          lambda: subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", str(WORK / "nginx-files.conf"), "-g", "daemon off;"]),
          nginx_pids),
-        ("edgeguard", EDGEGUARD_PORT,
-         lambda: subprocess.Popen(["taskset", "-c", "1", str(binary), "run", "--config", str(WORK / "edgeguard-files.toml")],
-                                  env=env, stdout=subprocess.DEVNULL),
-         lambda c: [c.proc.pid]),
-    ]
+    ] + [(name, EDGEGUARD_PORT, start_edgeguard(WORK / "edgeguard-files.toml", binary), lambda c: [c.proc.pid])
+         for name, binary in binaries]
     running = {}
     try:
         start_all(contenders, running)
         results = alternate(running, FILE_MIXES, args)
         summarize("-", running, FILE_MIXES, results, rows, non2xx_are_errors=True)
     finally:
-        for contender, _ in running.values():
-            contender.stop()
+        for entry in running.values():
+            if entry[0] is not None:
+                entry[0].stop()
 
 
 def report(rows, args):
