@@ -175,34 +175,43 @@ pub fn framing(parts: &request::Parts) -> Result<(), TargetError> {
 /// `-`, `.`, `_` and `~`, or a bracketed IPv6 literal, then an optional
 /// numeric port. Userinfo, paths, escapes and anything else are refused.
 fn is_host(s: &str) -> bool {
-    let (host, port) = match s.strip_prefix('[') {
-        Some(rest) => match rest.split_once(']') {
-            Some((literal, after)) => {
-                let literal_ok = !literal.is_empty()
-                    && literal
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
-                if !literal_ok {
-                    return false;
-                }
-                match after {
-                    "" => return true,
-                    _ => (literal, after.strip_prefix(':').unwrap_or("x")),
-                }
-            }
-            None => return false,
-        },
-        None => match s.split_once(':') {
-            Some((host, port)) => (host, port),
-            None => (s, ""),
-        },
+    // One pass over the bytes: this runs for every request.
+    let b = s.as_bytes();
+    let port = if let Some(rest) = b.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&c| c == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        if literal.is_empty()
+            || !literal
+                .iter()
+                .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        {
+            return false;
+        }
+        match &rest[close + 1..] {
+            [] => return true,
+            [b':', port @ ..] => port,
+            _ => return false,
+        }
+    } else {
+        let name = b
+            .iter()
+            .take_while(|&&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
+            .count();
+        match (name, b.get(name)) {
+            (0, _) => return false,
+            (_, None) => return true,
+            (_, Some(b':')) => &b[name + 1..],
+            (_, Some(_)) => return false,
+        }
     };
-    let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':'));
-    let port_ok = port.is_empty() || (port.len() <= 5 && port.parse::<u16>().is_ok());
-    host_ok && port_ok && (s.starts_with('[') || !host.contains(':'))
+    port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && port
+            .iter()
+            .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+            <= u32::from(u16::MAX)
 }
 
 #[cfg(test)]
@@ -218,6 +227,48 @@ mod tests {
             builder = builder.header(HOST, *h);
         }
         builder.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn host_values_are_a_name_or_bracketed_literal_and_an_optional_port() {
+        let good = [
+            "example.com",
+            "Example.COM:8080",
+            "a-b_c~d.e",
+            "h:",
+            "h:65535",
+            "10.0.0.1:80",
+            "[::1]",
+            "[::1]:443",
+            "[::1]:",
+            "[2001:db8::1.2.3.4]",
+        ];
+        for h in good {
+            assert!(is_host(h), "{h}");
+        }
+        let bad = [
+            "",
+            ":80",
+            "h:65536",
+            "h:123456",
+            "h:+1",
+            "h:8a",
+            "h:80:80",
+            "user@h",
+            "h/x",
+            "h%41",
+            "h h",
+            "[]",
+            "[::1",
+            "[::1]x",
+            "[::1]:x",
+            "[::g]",
+            "::1",
+            "é.com",
+        ];
+        for h in bad {
+            assert!(!is_host(h), "{h}");
+        }
     }
 
     #[test]

@@ -338,8 +338,8 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
         }
         return lowercase(raw);
     }
-    let host = match raw.split_once(':') {
-        Some((host, port)) if is_digits(port) => host,
+    let host = match raw.bytes().position(|b| b == b':') {
+        Some(colon) if is_digits(&raw[colon + 1..]) => &raw[..colon],
         _ => raw,
     };
     lowercase(host.strip_suffix('.').unwrap_or(host))
