@@ -136,7 +136,7 @@ pub async fn fetch(
         .await;
         match exchanged {
             Err(_) => return Err(ForwardError::Timeout(authority.clone())),
-            Ok(Ok(head)) => return Ok(head.into_response(io, buf, authority, now)),
+            Ok(Ok(head)) => return Ok(head.into_response(io, buf, authority, now, head_timeout)),
             Ok(Err(Failure::Unanswered(_))) if reused && outgoing.method.is_idempotent() => {}
             Ok(Err(Failure::Unanswered(e) | Failure::Io(e))) => return Err(broken(e.to_string())),
             Ok(Err(Failure::Invalid(reason))) => return Err(broken(reason.to_owned())),
@@ -457,6 +457,7 @@ impl Head {
         buf: BytesMut,
         authority: &Authority,
         now: Instant,
+        stall: Duration,
     ) -> Response<ResponseBody> {
         let body = if self.framing == Framing::Done {
             if self.reusable && buf.is_empty() {
@@ -471,6 +472,9 @@ impl Head {
                 authority: authority.clone(),
                 reusable: self.reusable,
                 sent: now,
+                stall,
+                waiting: None,
+                progressed: false,
             }))
         };
         let mut response = Response::new(body);
@@ -493,6 +497,14 @@ pub struct FetchedBody {
     /// When the request was sent: close enough to when the connection goes
     /// idle, for expiring it 30 s later, and no clock read per request.
     sent: Instant,
+    /// The longest wait for more of the body (`upstream_timeout`, like
+    /// nginx's `proxy_read_timeout`).
+    stall: Duration,
+    /// Since when the body has been waited for, and its timer; `None` while
+    /// bytes come as fast as they are taken (no clock read, no timer).
+    waiting: Option<(tokio::time::Instant, Pin<Box<tokio::time::Sleep>>)>,
+    /// Whether bytes came since the current wait began.
+    progressed: bool,
 }
 
 /// What the buffered bytes give.
@@ -624,6 +636,29 @@ impl FetchedBody {
         tokio_util::io::poll_read_buf(Pin::new(io), cx, &mut self.buf)
     }
 
+    /// Waits for the body's next bytes at most `stall` since the wait began.
+    /// The timer is made on the first wait and moved only when it fires
+    /// before the current wait's end.
+    fn poll_stall(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let stall = self.stall;
+        let (since, timer) = self.waiting.get_or_insert_with(|| {
+            let now = tokio::time::Instant::now();
+            (now, Box::pin(tokio::time::sleep_until(now + stall)))
+        });
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            let end = *since + stall;
+            if timer.deadline() >= end {
+                return self
+                    .fail("upstream sent no more of the body within upstream_timeout".into());
+            }
+            timer.as_mut().reset(end);
+        }
+    }
+
     /// Ends the body with an error; the connection is closed.
     fn fail(&mut self, error: BodyError) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.framing = Framing::Done;
@@ -646,18 +681,27 @@ impl Body for FetchedBody {
                 Step::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                 Step::End => return Poll::Ready(None),
                 Step::Invalid(reason) => return this.fail(reason.into()),
-                Step::Read => match ready!(this.poll_fill(cx)) {
-                    Ok(0) if this.framing == Framing::Eof => {
+                Step::Read => match this.poll_fill(cx) {
+                    Poll::Pending => {
+                        if let Some((since, _)) = &mut this.waiting {
+                            if this.progressed {
+                                *since = tokio::time::Instant::now();
+                                this.progressed = false;
+                            }
+                        }
+                        return this.poll_stall(cx);
+                    }
+                    Poll::Ready(Ok(0)) if this.framing == Framing::Eof => {
                         this.framing = Framing::Done;
                         this.io = None;
                         return Poll::Ready(None);
                     }
-                    Ok(0) => {
+                    Poll::Ready(Ok(0)) => {
                         return this
                             .fail("upstream closed the connection before the body's end".into());
                     }
-                    Ok(_) => {}
-                    Err(e) => return this.fail(e.into()),
+                    Poll::Ready(Ok(_)) => this.progressed = true,
+                    Poll::Ready(Err(e)) => return this.fail(e.into()),
                 },
             }
         }
@@ -932,6 +976,9 @@ mod tests {
             authority: Authority::from_static("127.0.0.1:9"),
             reusable: false,
             sent: Instant::now(),
+            stall: Duration::from_secs(1),
+            waiting: None,
+            progressed: false,
         };
         let mut out = Vec::new();
         for piece in chunks {

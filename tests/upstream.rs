@@ -294,3 +294,36 @@ fn a_chunked_body_that_could_be_read_two_ways_ends_in_an_error_and_its_connectio
     let connections: Vec<usize> = requests.iter().map(|(c, _)| *c).collect();
     assert_eq!(connections, [0, 1, 1, 2, 2, 3], "{requests:?}");
 }
+
+#[test]
+fn a_body_that_stalls_longer_than_upstream_timeout_is_cut() {
+    // The upstream sends half the body, then nothing: it holds the connection
+    // open longer than the client below waits.
+    let upstream = Scripted::start(|target| match target {
+        "/stall" => answer(
+            "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf",
+            After::Keep,
+        ),
+        other => plain(other),
+    });
+    let rulebook = format!("[server.limits]\nupstream_timeout = \"300ms\"\n{PASS}");
+    let gw = Gateway::start(&rulebook, Some(upstream.addr));
+    let mut stream = TcpStream::connect(gw.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /stall HTTP/1.1\r\nHost: test\r\n\r\n")
+        .expect("send");
+    let mut received = Vec::new();
+    let ended = stream.read_to_end(&mut received);
+    // The gateway ended the connection: no client-side read timeout.
+    assert!(
+        !matches!(&ended, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "{ended:?}"
+    );
+    let text = String::from_utf8_lossy(&received);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(body.len() < 10, "the body must stay incomplete: {text:?}");
+    assert_eq!(get(gw.addr, "/after", &[]).text(), "after");
+}
