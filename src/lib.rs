@@ -6,7 +6,7 @@
 //!                       ─ ArcSwap::store  ─▶ the one live policy pointer
 //! request ─ facts      ─▶ RequestFacts   client ip, canonical path, host, headers, token
 //!         ─ evaluate   ─▶ Decision       Allow | Refuse(Refusal { rule, reason, status }), + dry-run hits
-//!         ─ gateway    ─▶ forward | files | respond
+//!         ─ gateway    ─▶ fetch (no body) | forward (body, upgrade) | files | respond
 //! ```
 //!
 //! Nothing at request time reads `config::*`; only `Policy::compile` turns it
