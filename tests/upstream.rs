@@ -327,3 +327,47 @@ fn a_body_that_stalls_longer_than_upstream_timeout_is_cut() {
     assert!(body.len() < 10, "the body must stay incomplete: {text:?}");
     assert_eq!(get(gw.addr, "/after", &[]).text(), "after");
 }
+
+#[test]
+fn a_large_body_arrives_whole_over_many_reads_and_the_connection_is_reused() {
+    let body: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+    let chunked_body = body.clone();
+    let upstream = Scripted::start(move |target| match target {
+        "/big" => {
+            let mut bytes =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            bytes.extend_from_slice(&body);
+            (bytes, After::Keep)
+        }
+        "/big-chunked" => {
+            let mut bytes = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for piece in chunked_body.chunks(70_001) {
+                bytes.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                bytes.extend_from_slice(piece);
+                bytes.extend_from_slice(b"\r\n");
+            }
+            bytes.extend_from_slice(b"0\r\n\r\n");
+            (bytes, After::Keep)
+        }
+        other => plain(other),
+    });
+    let gw = Gateway::start(PASS, Some(upstream.addr));
+    let expected: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
+    let mut client = Client::connect(gw.addr);
+    for path in ["/big", "/big-chunked", "/big", "/after"] {
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        let r = client.read(false);
+        assert_eq!(r.status, 200, "{path}");
+        if path == "/after" {
+            assert_eq!(r.text(), "after");
+        } else {
+            assert!(
+                r.body == expected,
+                "{path}: {} bytes, not the upstream's",
+                r.body.len()
+            );
+        }
+    }
+    let connections: Vec<usize> = upstream.requests().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(connections, [0, 0, 0, 0]);
+}
