@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 use http::header::{ACCEPT, AUTHORIZATION, REFERER, USER_AGENT};
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 
@@ -579,7 +579,10 @@ async fn index_fallback<'a>(
             origin: &origin,
             host: upstream_host(&client_host, route, upstream),
         };
-        match fetch(&ex, &upstream.authority, &outgoing).await {
+        let fetched = timed(&ex, |now, connect, head| {
+            fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
+        });
+        match fetched.await {
             Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
             Ok(mut response) => {
                 *response.version_mut() = parts.version;
@@ -614,43 +617,17 @@ fn upstream_host<'h>(
     }
 }
 
-/// Sends an upstream request with a body (or an upgrade) through hyper's
-/// client within the policy's timeouts, timing it for
-/// `edgeguard_upstream_duration_seconds`.
-async fn send(
+/// Runs one upstream exchange (hyper's client for a body or an upgrade,
+/// [`fetch`] otherwise) within the policy's timeouts, timing it for
+/// `edgeguard_upstream_duration_seconds`. `exchange` gets the start instant,
+/// the connect timeout and the head timeout.
+async fn timed<F: std::future::Future>(
     ex: &Exchange<'_>,
-    authority: &Authority,
-    request: Request<RequestBody>,
-) -> Result<Response<Incoming>, ForwardError> {
+    exchange: impl FnOnce(Instant, std::time::Duration, std::time::Duration) -> F,
+) -> F::Output {
     let limits = &ex.policy.settings.limits;
     let started = Instant::now();
-    let result = forward::send(
-        authority,
-        request,
-        started,
-        limits.upstream_connect_timeout,
-        limits.upstream_timeout,
-    )
-    .await;
-    ex.shared
-        .control
-        .metrics
-        .upstream_duration(started.elapsed());
-    result
-}
-
-/// Sends an upstream request without a body within the policy's timeouts,
-/// timing it like [`send`].
-async fn fetch(
-    ex: &Exchange<'_>,
-    authority: &Authority,
-    outgoing: &fetch::Outgoing<'_>,
-) -> Result<Response<ResponseBody>, ForwardError> {
-    let limits = &ex.policy.settings.limits;
-    let started = Instant::now();
-    let result = fetch::fetch(
-        authority,
-        outgoing,
+    let result = exchange(
         started,
         limits.upstream_connect_timeout,
         limits.upstream_timeout,
@@ -719,7 +696,10 @@ async fn proxy(
             origin: &origin,
             host: upstream_host(&client_host, route, upstream),
         };
-        return match fetch(&ex, &upstream.authority, &outgoing).await {
+        let fetched = timed(&ex, |now, connect, head| {
+            fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
+        });
+        return match fetched.await {
             Ok(mut response) => {
                 // The client's protocol, whatever the upstream spoke.
                 *response.version_mut() = version;
@@ -769,7 +749,10 @@ async fn proxy(
     parts.version = Version::HTTP_11;
     let body = LimitedBody::new(body, limits.max_body_bytes, limits.body_timeout);
     let request = Request::from_parts(parts, RequestBody::Client(body));
-    match send(&ex, &upstream.authority, request).await {
+    let sent = timed(&ex, |now, connect, head| {
+        forward::send(&upstream.authority, request, now, connect, head)
+    });
+    match sent.await {
         Ok(mut response) => {
             let switching = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             let upstream_upgrade = response.headers().get(http::header::UPGRADE).cloned();

@@ -29,6 +29,23 @@ fn plain(target: &str) -> (Vec<u8>, After) {
     (head.into_bytes(), After::Keep)
 }
 
+/// Sends `GET path` and reads until the gateway ends the connection (or the
+/// client's read times out after `wait`): what came, and how reading ended.
+fn get_until_closed(
+    addr: std::net::SocketAddr,
+    path: &str,
+    wait: Duration,
+) -> (String, std::io::Result<usize>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(wait)).expect("timeout");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut received = Vec::new();
+    let ended = stream.read_to_end(&mut received);
+    (String::from_utf8_lossy(&received).into_owned(), ended)
+}
+
 #[test]
 fn chunked_close_delimited_and_informational_answers_reach_the_client_whole() {
     let upstream = Scripted::start(|target| match target {
@@ -222,17 +239,8 @@ fn a_body_cut_short_by_the_upstream_ends_the_client_connection() {
     });
     let gw = Gateway::start(PASS, Some(upstream.addr));
     for path in ["/short", "/short-chunked"] {
-        let mut stream = TcpStream::connect(gw.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
-            .expect("send");
-        let mut received = Vec::new();
         // Ends (EOF or reset) instead of waiting for bytes that never come.
-        let _ = stream.read_to_end(&mut received);
-        let text = String::from_utf8_lossy(&received);
+        let (text, _) = get_until_closed(gw.addr, path, Duration::from_secs(10));
         // The head may never have left the gateway's buffer; if it did, the
         // body must be visibly incomplete.
         if text.is_empty() {
@@ -273,16 +281,7 @@ fn a_chunked_body_that_could_be_read_two_ways_ends_in_an_error_and_its_connectio
     );
     let gw = Gateway::start(PASS, Some(upstream.addr));
     for (path, _) in cases {
-        let mut stream = TcpStream::connect(gw.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
-            .expect("send");
-        let mut received = Vec::new();
-        let _ = stream.read_to_end(&mut received);
-        let text = String::from_utf8_lossy(&received);
+        let (text, _) = get_until_closed(gw.addr, path, Duration::from_secs(10));
         assert!(
             !text.contains("0\r\n\r\n"),
             "{path}: the body must not look complete: {text:?}"
@@ -308,21 +307,12 @@ fn a_body_that_stalls_longer_than_upstream_timeout_is_cut() {
     });
     let rulebook = format!("[server.limits]\nupstream_timeout = \"300ms\"\n{PASS}");
     let gw = Gateway::start(&rulebook, Some(upstream.addr));
-    let mut stream = TcpStream::connect(gw.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(8)))
-        .expect("timeout");
-    stream
-        .write_all(b"GET /stall HTTP/1.1\r\nHost: test\r\n\r\n")
-        .expect("send");
-    let mut received = Vec::new();
-    let ended = stream.read_to_end(&mut received);
+    let (text, ended) = get_until_closed(gw.addr, "/stall", Duration::from_secs(8));
     // The gateway ended the connection: no client-side read timeout.
     assert!(
         !matches!(&ended, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
         "{ended:?}"
     );
-    let text = String::from_utf8_lossy(&received);
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     assert!(body.len() < 10, "the body must stay incomplete: {text:?}");
     assert_eq!(get(gw.addr, "/after", &[]).text(), "after");
