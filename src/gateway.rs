@@ -188,6 +188,38 @@ impl Exchange<'_> {
         }
     }
 
+    /// Forwards a request without a body to `upstream` as `target` through
+    /// [`fetch`], timed; the response goes back in the client's protocol,
+    /// whatever the upstream spoke, with the request id.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch(
+        &self,
+        parts: &Parts,
+        trusted: bool,
+        route: &Route,
+        upstream: &UpstreamUrl,
+        target: &str,
+        client_host: &Option<HeaderValue>,
+    ) -> Result<Response<ResponseBody>, ForwardError> {
+        let origin = self.origin(trusted, client_host.as_ref());
+        let outgoing = fetch::Outgoing {
+            method: &parts.method,
+            target,
+            headers: &parts.headers,
+            origin: &origin,
+            host: upstream_host(client_host, route, upstream),
+        };
+        let mut response = timed(self, |now, connect, head| {
+            fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
+        })
+        .await?;
+        *response.version_mut() = parts.version;
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), self.id.value().clone());
+        Ok(response)
+    }
+
     /// An allowed request's response: counted, with its access line.
     fn allow(
         self,
@@ -571,26 +603,19 @@ async fn index_fallback<'a>(
         let Some(target) = forward::upstream_target(&candidate, query, None) else {
             continue;
         };
-        let origin = ex.origin(trusted, client_host.as_ref());
-        let outgoing = fetch::Outgoing {
-            method: &parts.method,
-            target: target.as_str(),
-            headers: &parts.headers,
-            origin: &origin,
-            host: upstream_host(&client_host, route, upstream),
-        };
-        let fetched = timed(&ex, |now, connect, head| {
-            fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
-        });
-        match fetched.await {
+        let fetched = ex
+            .fetch(
+                parts,
+                trusted,
+                route,
+                upstream,
+                target.as_str(),
+                &client_host,
+            )
+            .await;
+        match fetched {
             Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
-            Ok(mut response) => {
-                *response.version_mut() = parts.version;
-                response
-                    .headers_mut()
-                    .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
-                return IndexFound::Response(ex, Box::new(response));
-            }
+            Ok(response) => return IndexFound::Response(ex, Box::new(response)),
             Err(e) => {
                 let refusal = upstream_refusal(&ex, &e);
                 return IndexFound::Refused(ex, refusal);
@@ -688,26 +713,18 @@ async fn proxy(
     let version = parts.version;
     let upgrade = upgrade_token(&parts);
     if upgrade.is_none() && hyper::body::Body::is_end_stream(&body) {
-        let origin = ex.origin(trusted, client_host.as_ref());
-        let outgoing = fetch::Outgoing {
-            method: &parts.method,
-            target: target.as_str(),
-            headers: &parts.headers,
-            origin: &origin,
-            host: upstream_host(&client_host, route, upstream),
-        };
-        let fetched = timed(&ex, |now, connect, head| {
-            fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
-        });
-        return match fetched.await {
-            Ok(mut response) => {
-                // The client's protocol, whatever the upstream spoke.
-                *response.version_mut() = version;
-                response
-                    .headers_mut()
-                    .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
-                ex.allow(response, line, outcome)
-            }
+        let fetched = ex
+            .fetch(
+                &parts,
+                trusted,
+                route,
+                upstream,
+                target.as_str(),
+                &client_host,
+            )
+            .await;
+        return match fetched {
+            Ok(response) => ex.allow(response, line, outcome),
             Err(e) => {
                 let refusal = upstream_refusal(&ex, &e);
                 ex.refuse(&refusal, None, parts.headers.get(ACCEPT), line)
