@@ -981,12 +981,19 @@ mod tests {
             progressed: false,
         };
         let mut out = Vec::new();
-        for piece in chunks {
+        for (i, piece) in chunks.iter().enumerate() {
             body.buf.extend_from_slice(piece);
             loop {
                 match body.step() {
                     Step::Data(d) => out.extend_from_slice(&d),
-                    Step::End => return Ok((out, body.buf, body.framing)),
+                    Step::End => {
+                        // What follows the end stays unread (and the
+                        // connection unused again).
+                        for rest in &chunks[i + 1..] {
+                            body.buf.extend_from_slice(rest);
+                        }
+                        return Ok((out, body.buf, body.framing));
+                    }
                     Step::Read => break,
                     Step::Invalid(reason) => return Err(reason),
                 }
@@ -1041,6 +1048,51 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(raw)
             );
+        }
+    }
+
+    /// A chunked coding, valid or not: sizes that match their data or not,
+    /// extensions, trailers, bare CR/LF and stray bytes, as pieces to join.
+    fn coding() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            (0usize..40).prop_map(|n| format!("{n:x}\r\n{}\r\n", "d".repeat(n)).into_bytes()),
+            (0usize..40, 0usize..40)
+                .prop_map(|(n, m)| format!("{n:X}\r\n{}\r\n", "e".repeat(m)).into_bytes()),
+            "[a-z=\"; \t]{0,12}".prop_map(|ext| format!("3;{ext}\r\nabc\r\n").into_bytes()),
+            Just(b"0\r\n".to_vec()),
+            Just(b"\r\n".to_vec()),
+            "[A-Za-z-]{1,8}: [ -~]{0,12}\r\n".prop_map(String::into_bytes),
+            proptest::collection::vec(proptest::sample::select(b"\r\n;:0a \t\x01x".to_vec()), 0..6),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_chunked_decoder_answers_the_same_however_its_input_is_split(
+            whole in coding(),
+            cut in 0usize..400,
+            second_cut in 0usize..400,
+        ) {
+            let at = cut.min(whole.len());
+            let then = (at + second_cut).min(whole.len());
+            let at_once = decode(&[&whole]);
+            let split = decode(&[&whole[..at], &whole[at..then], &whole[then..]]);
+            proptest::prop_assert_eq!(at_once, split, "{:?} cut at {} and {}",
+                String::from_utf8_lossy(&whole), at, then);
+        }
+
+        #[test]
+        fn any_bytes_give_a_head_an_error_or_a_wait_never_a_panic(
+            head in "HTTP/1\\.[01] [0-9]{3} [ -~]{0,10}\r\n([A-Za-z-]{1,10}:[ -~\t]{0,12}\r?\n){0,6}(\r\n)?[ -~\r\n]{0,20}",
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            bodiless in proptest::bool::ANY,
+        ) {
+            for bytes in [head.as_bytes(), &raw[..]] {
+                let mut buf = BytesMut::from(bytes);
+                let _ = parse_head(&mut buf, bodiless);
+            }
         }
     }
 }
