@@ -10,9 +10,13 @@
 //! Framing is strict (RFC 9112 §6.3), as nginx's is: a response whose length
 //! is ambiguous — `Content-Length` with `Transfer-Encoding`, several or
 //! malformed lengths, a transfer coding other than `chunked` — is a 502,
-//! never a guess. A connection goes back to the pool only after a body ended
-//! exactly where its framing said, on HTTP/1.1 without `Connection: close`,
-//! with nothing after it. Trailers are read and dropped.
+//! never a guess; so is a chunked coding that could be read two ways (a
+//! chunk-size line without a digit, a bare CR or LF), which ends the body
+//! with its connection. A connection goes back to the pool only after a body
+//! ended exactly where its framing said, on HTTP/1.1 without `Connection:
+//! close`, with nothing after it. Trailers are read and dropped.
+//! `upstream_timeout` bounds the wait for the head and each wait for more of
+//! the body.
 //!
 //! Requests with a body, and upgrades, go through hyper's client
 //! ([`forward::send`]).
