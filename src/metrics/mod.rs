@@ -6,7 +6,7 @@
 //! reason, and the duration histograms are fixed buckets of atomics
 //! ([`AtomicHistogram`]; the crate's own `Histogram` takes a mutex). Every
 //! label value comes from the rulebook (rule names) or a fixed vocabulary
-//! (decisions, [`Reason`] codes, [`ConnErrorKind`]), never from a request.
+//! (decisions, [`Reason`](crate::decision::Reason) codes, [`ConnErrorKind`]), never from a request.
 //!
 //! What this module does not do: serve `/metrics` (`admin`) or decide when a
 //! policy is loaded (`reload`).
