@@ -292,10 +292,6 @@ fn parse_head(buf: &mut BytesMut, bodiless: bool) -> Result<Parsed, &'static str
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             codings += 1;
             chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            let mut listed = Listed::new();
-            listed.add(h.value);
-            reusable &= !listed.contains("close");
         }
         *span = Span {
             name: span_of(buf, name),
@@ -325,11 +321,12 @@ fn parse_head(buf: &mut BytesMut, bodiless: bool) -> Result<Parsed, &'static str
             }
         };
     let raw = buf.split_to(len).freeze();
+    let (headers, closes) = client_headers(&raw, &spans[..count]);
     Ok(Parsed::Final(Head {
         status,
-        headers: client_headers(&raw, &spans[..count]),
+        headers,
         framing,
-        reusable,
+        reusable: reusable && !closes,
     }))
 }
 
@@ -423,8 +420,9 @@ fn parse_length(value: &[u8]) -> Option<u64> {
 
 /// The headers the client gets: the upstream's, less hop-by-hop ones, those
 /// its `Connection` names, and `X-Request-Id` (the gateway sets its own).
-/// Values share the head's bytes.
-fn client_headers(raw: &Bytes, spans: &[Span]) -> HeaderMap {
+/// Values share the head's bytes. Also tells whether `Connection` says
+/// `close`.
+fn client_headers(raw: &Bytes, spans: &[Span]) -> (HeaderMap, bool) {
     let at = |(start, end): (u32, u32)| &raw[start as usize..end as usize];
     let mut listed = Listed::new();
     for span in spans {
@@ -449,7 +447,7 @@ fn client_headers(raw: &Bytes, spans: &[Span]) -> HeaderMap {
             headers.append(name, value);
         }
     }
-    headers
+    (headers, listed.contains("close"))
 }
 
 impl Head {

@@ -137,11 +137,6 @@ impl<'h> Listed<'h> {
             .chain(&self.more)
             .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     }
-
-    /// Whether no name is listed.
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1, plus `Proxy-Connection` and
@@ -150,7 +145,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed = Listed::of(headers);
     let mut removals: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if is_hop_by_hop(name) || (!listed.is_empty() && listed.contains(name.as_str())) {
+        if is_hop_by_hop(name) || listed.contains(name.as_str()) {
             removals.push(name.clone());
         }
     }
@@ -203,7 +198,7 @@ pub fn each_upstream_header(
     mut emit: impl FnMut(&HeaderName, &HeaderValue),
 ) {
     let listed = Listed::of(headers);
-    let is_listed = |name: &HeaderName| !listed.is_empty() && listed.contains(name.as_str());
+    let is_listed = |name: &HeaderName| listed.contains(name.as_str());
     let (mut kept_proto, mut kept_host) = (false, false);
     for (name, value) in headers {
         if is_hop_by_hop(name)
