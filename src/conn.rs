@@ -250,6 +250,9 @@ pub struct Watched<T> {
     idle_timeout: Duration,
     sleep: Pin<Box<Sleep>>,
     scan: HeadScan,
+    /// Whether heads are scanned for repeated `Content-Length` lines: only
+    /// once hyper reads them (see [`Watched::scan_from`]).
+    scanning: bool,
 }
 
 impl<T> Watched<T> {
@@ -272,12 +275,35 @@ impl<T> Watched<T> {
             idle_timeout,
             sleep: Box::pin(tokio::time::sleep_until(now + header_timeout)),
             scan: HeadScan::new(),
+            scanning: false,
         }
+    }
+
+    /// Starts scanning request heads, from `read`: the bytes already read
+    /// and not yet parsed, which hyper is about to read again. The
+    /// gateway's own loop ([`crate::h1`]) sees every header line itself;
+    /// hyper folds equal `Content-Length` lines into one, so the heads it
+    /// reads are scanned on their way in.
+    pub fn scan_from(&mut self, read: &[u8]) {
+        self.scanning = true;
+        self.update_phase();
+        if read.is_empty() {
+            return;
+        }
+        if let Phase::Idle { .. } = self.phase {
+            self.phase = Phase::Head {
+                since: Instant::now(),
+            };
+        }
+        self.scan(read);
     }
 
     /// Scans bytes read while a head is awaited (the head that follows an
     /// idle connection, or a new one).
     fn scan(&mut self, bytes: &[u8]) {
+        if !self.scanning {
+            return;
+        }
         if let Phase::Head { .. } = self.phase {
             if !self.scan.done && self.scan.feed(bytes) && self.scan.lengths > 1 {
                 self.state.duplicate_length.store(true, Ordering::Release);

@@ -245,13 +245,13 @@ struct Head {
 
 /// Where a header's name and value lie in the head.
 #[derive(Clone, Copy, Default)]
-struct Span {
-    name: (u32, u32),
-    value: (u32, u32),
+pub(crate) struct Span {
+    pub(crate) name: (u32, u32),
+    pub(crate) value: (u32, u32),
 }
 
 /// The byte range of `part`, which lies inside `whole`.
-fn span_of(whole: &[u8], part: &[u8]) -> (u32, u32) {
+pub(crate) fn span_of(whole: &[u8], part: &[u8]) -> (u32, u32) {
     // Offsets below MAX_HEAD + the read size: they fit in u32.
     let start = part.as_ptr() as usize - whole.as_ptr() as usize;
     (start as u32, (start + part.len()) as u32)
@@ -410,7 +410,7 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// A `Content-Length` value: digits only, at most 18 of them.
-fn parse_length(value: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     let digits = value.trim_ascii();
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

@@ -317,17 +317,18 @@ fn protocol(version: Version) -> &'static str {
 }
 
 /// Decides and answers one request that came on the connection of `state`.
+/// `body` is `None` for a request read by [`crate::h1`], which has none.
 pub async fn handle(
-    shared: Arc<Shared>,
+    shared: &Shared,
     conn: Conn,
-    state: Arc<ConnState>,
-    request: Request<Incoming>,
+    state: &Arc<ConnState>,
+    parts: Parts,
+    body: Option<Incoming>,
 ) -> Response<Logged> {
-    let in_flight = InFlight::start(&state);
+    let in_flight = InFlight::start(state);
     let start = Instant::now();
     let live = shared.live.load_full();
     let policy = &live.policy;
-    let (parts, body) = request.into_parts();
 
     // 1. The client address (SPEC 4): forwarding headers only from trusted peers.
     let peer = conn.peer.ip().to_canonical();
@@ -346,11 +347,11 @@ pub async fn handle(
         _ => Id::new(),
     };
     let mut ex = Exchange {
-        shared: &shared,
+        shared,
         policy,
         counters: &live.counters,
         conn,
-        state: &state,
+        state,
         in_flight,
         client_ip,
         id,
@@ -701,7 +702,7 @@ fn upgrade_token(parts: &Parts) -> Option<HeaderValue> {
 async fn proxy(
     ex: Exchange<'_>,
     mut parts: Parts,
-    body: Incoming,
+    body: Option<Incoming>,
     trusted: bool,
     route: &Route,
     upstream: &UpstreamUrl,
@@ -712,25 +713,28 @@ async fn proxy(
 ) -> Response<Logged> {
     let version = parts.version;
     let upgrade = upgrade_token(&parts);
-    if upgrade.is_none() && hyper::body::Body::is_end_stream(&body) {
-        let fetched = ex
-            .fetch(
-                &parts,
-                trusted,
-                route,
-                upstream,
-                target.as_str(),
-                &client_host,
-            )
-            .await;
-        return match fetched {
-            Ok(response) => ex.allow(response, line, outcome),
-            Err(e) => {
-                let refusal = upstream_refusal(&ex, &e);
-                ex.refuse(&refusal, None, parts.headers.get(ACCEPT), line)
-            }
-        };
-    }
+    let body = match body {
+        Some(body) if upgrade.is_some() || !hyper::body::Body::is_end_stream(&body) => body,
+        _ => {
+            let fetched = ex
+                .fetch(
+                    &parts,
+                    trusted,
+                    route,
+                    upstream,
+                    target.as_str(),
+                    &client_host,
+                )
+                .await;
+            return match fetched {
+                Ok(response) => ex.allow(response, line, outcome),
+                Err(e) => {
+                    let refusal = upstream_refusal(&ex, &e);
+                    ex.refuse(&refusal, None, parts.headers.get(ACCEPT), line)
+                }
+            };
+        }
+    };
     let accept = parts.headers.get(ACCEPT).cloned();
     let limits = &ex.policy.settings.limits;
     // A declared length over the limit is refused before the upstream hears of it.

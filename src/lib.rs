@@ -32,6 +32,7 @@ pub mod files;
 pub mod forward;
 pub mod gateway;
 pub mod geo;
+pub mod h1;
 pub mod host;
 pub mod ipset;
 pub mod limits;

@@ -20,6 +20,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::conn::{ConnState, ConnTimeout, Prefixed, Watched, read_proxy_header};
 use crate::gateway::{Conn, Shared, handle};
+use crate::h1::{self, Ended};
 use crate::metrics::ConnErrorKind;
 use crate::policy::Limits;
 
@@ -341,7 +342,6 @@ async fn serve_http<T>(
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let shared_for_errors = Arc::clone(&shared);
     let state = ConnState::new(peer.ip());
     let io = Watched::new(
         io,
@@ -349,10 +349,32 @@ async fn serve_http<T>(
         limits.header_timeout,
         limits.idle_timeout,
     );
-    let service = service_fn(move |request| {
+    // Bodiless requests are served by the gateway's own loop; the first
+    // other one hands the connection to hyper with the bytes read so far.
+    let (io, read) = match h1::serve(io, &shared, conn, &state, limits.max_header_bytes, stop).await
+    {
+        Ended::HandOff(mut io, read) => {
+            io.scan_from(&read);
+            (io, read)
+        }
+        Ended::Closed(None) => return,
+        Ended::Closed(Some(e)) => {
+            match classify(&e) {
+                Some(kind) => connection_error(&shared, peer, kind, &e),
+                None => tracing::debug!(peer = %peer, error = %e, "idle connection closed"),
+            }
+            return;
+        }
+    };
+    let io = Prefixed::new(io, read);
+    let shared_for_errors = Arc::clone(&shared);
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
         let state = Arc::clone(&state);
-        async move { Ok::<_, Infallible>(handle(shared, conn, state, request).await) }
+        async move {
+            let (parts, body) = request.into_parts();
+            Ok::<_, Infallible>(handle(&shared, conn, &state, parts, Some(body)).await)
+        }
     });
     let builder = builder(limits);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod client_address;
 mod common;
+mod connection;
 mod corpus;
 mod decide;
 mod edge;

@@ -237,6 +237,11 @@ impl Client {
         raw
     }
 
+    /// The connection, for reading bytes as they come.
+    pub fn reader_mut(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+
     /// Whether the server closed the connection (reads EOF within 2 s).
     pub fn is_closed(&mut self) -> bool {
         self.reader

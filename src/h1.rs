@@ -1,0 +1,679 @@
+//! The gateway's own HTTP/1.1 server loop for the common request, and
+//! hyper's for everything else.
+//!
+//! A request is served here when its head is complete, parses (httparse,
+//! hyper's own parser, with hyper's limits) and has no body and nothing to
+//! negotiate: no `Content-Length`, no `Transfer-Encoding`, no `Upgrade`, no
+//! `Expect`, not `CONNECT`. That is nearly every GET and HEAD. It is decided
+//! in the connection's own task, and its response is written with one write
+//! when it is small: there is no dispatcher, no body channel and no service
+//! future per request.
+//!
+//! The first request that is anything else (a body, an upgrade, an HTTP/2
+//! preface, a head that does not parse, is cut short or is too large) hands
+//! the connection, with every byte read so far, to hyper for the rest of its
+//! life. So every hard case, and every automatic error answer (400, 414,
+//! 431), stays hyper's, and a byte sequence is never read two ways.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use hyper::body::Body;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::conn::ConnState;
+use crate::fetch::{Span, parse_length, span_of};
+use crate::forward;
+use crate::gateway::{Conn, Shared, handle};
+use crate::log::Logged;
+use crate::respond::X_REQUEST_ID;
+
+/// Most header lines in a head served here: hyper's own default, so a head
+/// with more goes to hyper, which answers 431.
+const MAX_HEADERS: usize = 100;
+/// Longest request target hyper accepts; a longer one goes to it for its 414.
+const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
+/// The read buffer's first size, and how much it grows by.
+const READ_SIZE: usize = 8 * 1024;
+const READ_GROW: usize = 4 * 1024;
+/// Spare room below which the read buffer grows before a read.
+const READ_MIN: usize = 1024;
+/// Body data up to this size is copied behind what is waiting to be
+/// written; larger data goes out from where it is, in the same write.
+const COPY_MAX: usize = 16 * 1024;
+
+/// How a connection served here ended.
+#[derive(Debug)]
+pub enum Ended<T> {
+    /// It is over: the client closed it or asked to, it was idle at a
+    /// shutdown, or it failed (the error, for the log and metrics).
+    Closed(Option<io::Error>),
+    /// It goes on in hyper: the stream, and the bytes already read from it.
+    HandOff(T, Bytes),
+}
+
+/// A request head read here.
+struct Head {
+    parts: Parts,
+    /// The client asked to close, or speaks HTTP/1.0 (whose keep-alive the
+    /// gateway does not offer, as hyper did not).
+    close: bool,
+}
+
+/// What the read buffer holds.
+// Returned once per request and matched at once: boxing the head would
+// cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    /// A request to serve here (its head already split off the buffer).
+    Served(Head),
+    /// Not yet a whole head.
+    Partial,
+    /// Something for hyper.
+    Other,
+}
+
+/// Serves requests on `io` until the connection ends or one of them is not
+/// for this loop. `max_head` is the largest request head accepted.
+pub async fn serve<T>(
+    mut io: T,
+    shared: &Shared,
+    conn: Conn,
+    state: &Arc<ConnState>,
+    max_head: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended<T>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let head = loop {
+            match parse(&mut buf, max_head) {
+                Parsed::Served(head) => break head,
+                Parsed::Partial if buf.len() < max_head => {}
+                Parsed::Partial | Parsed::Other => return Ended::HandOff(io, buf.freeze()),
+            }
+            if buf.capacity() - buf.len() < READ_MIN {
+                buf.reserve(READ_GROW);
+            }
+            let read = if buf.is_empty() {
+                // Idle between requests: a shutdown closes the connection.
+                if *stop.borrow() {
+                    return Ended::Closed(None);
+                }
+                tokio::select! {
+                    biased;
+                    read = io.read_buf(&mut buf) => read,
+                    _ = stop.changed() => return Ended::Closed(None),
+                }
+            } else {
+                io.read_buf(&mut buf).await
+            };
+            match read {
+                Ok(0) if buf.is_empty() => return Ended::Closed(None),
+                // A head cut short: hyper reads the same bytes and says so.
+                Ok(0) => return Ended::HandOff(io, buf.freeze()),
+                Ok(_) => {}
+                Err(e) => return Ended::Closed(Some(e)),
+            }
+        };
+        let head_only = head.parts.method == Method::HEAD;
+        let version = head.parts.version;
+        let response = handle(shared, conn, state, head.parts, None).await;
+        let keep = !head.close;
+        match write_response(&mut io, &mut out, response, head_only, version, keep).await {
+            Ok(true) if !*stop.borrow() => {}
+            Ok(_) => {
+                let _ = io.shutdown().await;
+                return Ended::Closed(None);
+            }
+            Err(e) => return Ended::Closed(Some(e)),
+        }
+    }
+}
+
+/// Parses the buffered bytes as a request head, the way hyper's server
+/// does, and tells whether it is one to serve here.
+fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Partial;
+    }
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        buf,
+        &mut slots,
+    ) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some(method), Some(path), Some(minor)) = (request.method, request.path, request.version)
+    else {
+        return Parsed::Other;
+    };
+    if len > max_head || path.len() > MAX_URI_LEN || method == "CONNECT" {
+        return Parsed::Other;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Other;
+    };
+    let path = span_of(buf, path.as_bytes());
+    let mut close = minor == 0;
+    let count = request.headers.len();
+    for (h, span) in request.headers.iter().zip(spans.iter_mut()) {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"upgrade")
+            || name.eq_ignore_ascii_case(b"expect")
+        {
+            return Parsed::Other;
+        }
+        if name.eq_ignore_ascii_case(b"connection") && has_token(h.value, b"close") {
+            close = true;
+        }
+        *span = Span {
+            name: span_of(buf, name),
+            value: span_of(buf, h.value),
+        };
+    }
+    let head = buf.split_to(len).freeze();
+    match request_parts(&head, method, path, minor, &spans[..count]) {
+        Some(parts) => Parsed::Served(Head { parts, close }),
+        None => {
+            // Not expected after httparse's checks; hyper gets the bytes back.
+            let mut all = BytesMut::with_capacity(head.len() + buf.len());
+            all.extend_from_slice(&head);
+            all.extend_from_slice(buf);
+            *buf = all;
+            Parsed::Other
+        }
+    }
+}
+
+/// The request's parts; header values and the target share the head's bytes.
+fn request_parts(
+    head: &Bytes,
+    method: Method,
+    (start, end): (u32, u32),
+    minor: u8,
+    spans: &[Span],
+) -> Option<Parts> {
+    let at = |(start, end): (u32, u32)| head.slice(start as usize..end as usize);
+    let uri = Uri::from_maybe_shared(at((start, end))).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for span in spans {
+        let name = header_name(&head[span.name.0 as usize..span.name.1 as usize])?;
+        let value = HeaderValue::from_maybe_shared(at(span.value)).ok()?;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    parts.headers = headers;
+    Some(parts)
+}
+
+/// Request header names outside the standard set that arrive often
+/// (behind proxies, from browsers): taken from here, they need no
+/// allocation.
+static KNOWN_NAMES: [&HeaderName; 12] = [
+    &forward::X_FORWARDED_FOR,
+    &forward::X_FORWARDED_PROTO,
+    &forward::X_FORWARDED_HOST,
+    &forward::X_REAL_IP,
+    &X_REQUEST_ID,
+    &SEC_FETCH_DEST,
+    &SEC_FETCH_MODE,
+    &SEC_FETCH_SITE,
+    &SEC_FETCH_USER,
+    &SEC_CH_UA,
+    &SEC_CH_UA_MOBILE,
+    &SEC_CH_UA_PLATFORM,
+];
+static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+static SEC_FETCH_USER: HeaderName = HeaderName::from_static("sec-fetch-user");
+static SEC_CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
+static SEC_CH_UA_MOBILE: HeaderName = HeaderName::from_static("sec-ch-ua-mobile");
+static SEC_CH_UA_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platform");
+
+/// A request header's name, lower-cased.
+fn header_name(name: &[u8]) -> Option<HeaderName> {
+    if let Some(b'x' | b'X' | b's' | b'S') = name.first() {
+        for known in &KNOWN_NAMES {
+            if known.as_str().as_bytes().eq_ignore_ascii_case(name) {
+                return Some((*known).clone());
+            }
+        }
+    }
+    HeaderName::from_bytes(name).ok()
+}
+
+/// Whether a comma-separated header value lists `token` (any case).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// How a response body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body bytes are sent (HEAD, 204, 304, an empty body).
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the connection closes (HTTP/1.0, length unknown).
+    Close,
+}
+
+/// Writes `response` as hyper's server would, to a request of `version`
+/// (HEAD when `head_only`). Returns whether the connection can carry
+/// another request: `keep` unless the response says `close` or can only be
+/// ended by closing. An error leaves the connection unusable.
+async fn write_response<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    out: &mut Vec<u8>,
+    response: Response<Logged>,
+    head_only: bool,
+    version: Version,
+    mut keep: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    status_line(out, version, status);
+    let mut length = None;
+    let mut dated = false;
+    for (name, value) in &parts.headers {
+        if name == TRANSFER_ENCODING {
+            continue;
+        }
+        if name == CONTENT_LENGTH {
+            // One length, and one that parses: the framing follows it.
+            match (length, parse_length(value.as_bytes())) {
+                (None, Some(n)) => length = Some(n),
+                _ => continue,
+            }
+        } else if name == CONNECTION {
+            keep &= !has_token(value.as_bytes(), b"close");
+        } else if name == DATE {
+            dated = true;
+        }
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let bodiless_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let sends_body = !head_only && !bodiless_status;
+    let framing = match (length, body.size_hint().exact()) {
+        (Some(n), _) if sends_body => Framing::Length(n),
+        (Some(_), _) => Framing::None,
+        _ if body.is_end_stream() => {
+            if sends_body {
+                header_line(out, b"content-length", b"0");
+            }
+            Framing::None
+        }
+        (None, Some(n)) => {
+            if !bodiless_status {
+                header_line(
+                    out,
+                    b"content-length",
+                    itoa::Buffer::new().format(n).as_bytes(),
+                );
+            }
+            if sends_body {
+                Framing::Length(n)
+            } else {
+                Framing::None
+            }
+        }
+        (None, None) if !sends_body => Framing::None,
+        (None, None) if version == Version::HTTP_10 => Framing::Close,
+        (None, None) => {
+            header_line(out, b"transfer-encoding", b"chunked");
+            Framing::Chunked
+        }
+    };
+    if !dated {
+        DATE_NOW.with(|date| header_line(out, b"date", date.borrow_mut().now()));
+    }
+    out.extend_from_slice(b"\r\n");
+    if framing == Framing::None {
+        // Dropping the body ends its access line and the request.
+        drop(body);
+        write_all(io, out, &[]).await?;
+        return Ok(keep);
+    }
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => u64::MAX,
+    };
+    loop {
+        // Whatever waits is written before waiting for more of the body.
+        let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                write_all(io, out, &[]).await?;
+                poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers are not sent.
+                Err(_) => continue,
+            },
+            Some(Err(e)) => return Err(io::Error::other(e)),
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let data = match framing {
+            Framing::Length(_) if data.len() as u64 > left => {
+                return Err(io::Error::other("response body longer than its length"));
+            }
+            Framing::Length(_) => {
+                left -= data.len() as u64;
+                data
+            }
+            Framing::Chunked => {
+                out.extend_from_slice(format_hex(data.len()).as_bytes());
+                out.extend_from_slice(b"\r\n");
+                data
+            }
+            Framing::Close | Framing::None => data,
+        };
+        if data.len() <= COPY_MAX {
+            out.extend_from_slice(&data);
+        } else {
+            write_all(io, out, &data).await?;
+        }
+        if framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    match framing {
+        Framing::Length(_) if left != 0 => {
+            return Err(io::Error::other("response body shorter than its length"));
+        }
+        Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+        Framing::Close => keep = false,
+        _ => {}
+    }
+    write_all(io, out, &[]).await?;
+    Ok(keep)
+}
+
+/// `HTTP/1.x code reason`, as hyper writes it.
+fn status_line(out: &mut Vec<u8>, version: Version, status: StatusCode) {
+    if version == Version::HTTP_11 && status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A chunk size in hex.
+fn format_hex(n: usize) -> HexBuf {
+    let mut buf = HexBuf {
+        bytes: [0; 16],
+        start: 16,
+    };
+    let mut n = n;
+    loop {
+        buf.start -= 1;
+        buf.bytes[buf.start] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            return buf;
+        }
+    }
+}
+
+struct HexBuf {
+    bytes: [u8; 16],
+    start: usize,
+}
+
+impl HexBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+/// Writes `out`, then `more`, in as few writes as the stream takes; `out`
+/// is left empty.
+async fn write_all<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    out: &mut Vec<u8>,
+    more: &[u8],
+) -> io::Result<()> {
+    let (mut first, mut second) = (&out[..], more);
+    while !first.is_empty() || !second.is_empty() {
+        let n = if first.is_empty() {
+            io.write(second).await?
+        } else if second.is_empty() {
+            io.write(first).await?
+        } else {
+            io.write_vectored(&[IoSlice::new(first), IoSlice::new(second)])
+                .await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        if n < first.len() {
+            first = &first[n..];
+        } else {
+            second = &second[n - first.len()..];
+            first = &[];
+        }
+    }
+    out.clear();
+    Ok(())
+}
+
+thread_local! {
+    static DATE_NOW: RefCell<DateNow> = const {
+        RefCell::new(DateNow { second: u64::MAX, value: Vec::new() })
+    };
+}
+
+/// The `Date` value, formatted once a second per thread.
+struct DateNow {
+    second: u64,
+    value: Vec<u8>,
+}
+
+impl DateNow {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second {
+            self.second = second;
+            self.value = httpdate::fmt_http_date(now).into_bytes();
+        }
+        &self.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(bytes: &[u8]) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(bytes);
+        (parse(&mut buf, 8192), buf)
+    }
+
+    #[test]
+    fn a_plain_get_is_served_here_and_split_off() {
+        let (p, rest) =
+            parsed(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next");
+        let Parsed::Served(head) = p else {
+            panic!("not served here")
+        };
+        assert_eq!(head.parts.method, Method::GET);
+        assert_eq!(head.parts.uri.path(), "/a");
+        assert_eq!(head.parts.uri.query(), Some("b=1"));
+        assert_eq!(head.parts.version, Version::HTTP_11);
+        assert_eq!(head.parts.headers.get_all("x-a").iter().count(), 2);
+        assert!(!head.close);
+        assert_eq!(&rest[..], b"GET /next");
+    }
+
+    #[test]
+    fn close_and_http_1_0_end_the_connection() {
+        for raw in [
+            &b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n",
+        ] {
+            let (Parsed::Served(head), _) = parsed(raw) else {
+                panic!("not served here")
+            };
+            assert!(head.close, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn bodies_upgrades_and_odd_heads_go_to_hyper_untouched() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n bad fold\r\n\r\n",
+            b"GET /\x01 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX\x00: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\x7f\r\n\r\n",
+        ] {
+            let (p, rest) = parsed(raw);
+            if let Parsed::Served(head) = p {
+                panic!(
+                    "{:?} served here as {:?}",
+                    String::from_utf8_lossy(raw),
+                    head.parts
+                );
+            }
+            assert_eq!(&rest[..], raw, "bytes kept for hyper");
+        }
+    }
+
+    #[test]
+    fn a_head_over_the_limit_or_with_too_many_lines_goes_to_hyper() {
+        let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 9000));
+        big.extend_from_slice(b"\r\n\r\n");
+        assert!(matches!(parsed(&big).0, Parsed::Other));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert!(matches!(parsed(&many).0, Parsed::Other));
+    }
+
+    #[test]
+    fn header_names_are_lower_cased_known_or_not() {
+        for (raw, name) in [
+            ("X-Forwarded-For", "x-forwarded-for"),
+            ("sec-fetch-mode", "sec-fetch-mode"),
+            ("Sec-CH-UA", "sec-ch-ua"),
+            ("X-Custom", "x-custom"),
+            ("Set-Cookie", "set-cookie"),
+            ("Host", "host"),
+        ] {
+            assert_eq!(header_name(raw.as_bytes()).unwrap().as_str(), name);
+        }
+        assert!(header_name(b"bad name").is_none());
+    }
+
+    #[test]
+    fn a_partial_head_waits() {
+        assert!(matches!(
+            parsed(b"GET / HTTP/1.1\r\nHost:").0,
+            Parsed::Partial
+        ));
+        assert!(matches!(parsed(b"").0, Parsed::Partial));
+    }
+
+    #[test]
+    fn chunk_sizes_are_lower_hex() {
+        for (n, hex) in [
+            (0, "0"),
+            (9, "9"),
+            (255, "ff"),
+            (4096, "1000"),
+            (usize::MAX, "ffffffffffffffff"),
+        ] {
+            assert_eq!(format_hex(n).as_bytes(), hex.as_bytes());
+        }
+    }
+
+    #[test]
+    fn status_lines_follow_the_request_version() {
+        let line = |v, s| {
+            let mut out = Vec::new();
+            status_line(&mut out, v, s);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            line(Version::HTTP_11, StatusCode::OK),
+            "HTTP/1.1 200 OK\r\n"
+        );
+        assert_eq!(
+            line(Version::HTTP_10, StatusCode::FORBIDDEN),
+            "HTTP/1.0 403 Forbidden\r\n"
+        );
+        assert_eq!(
+            line(Version::HTTP_11, StatusCode::from_u16(599).unwrap()),
+            "HTTP/1.1 599 <none>\r\n"
+        );
+    }
+}

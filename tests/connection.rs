@@ -1,0 +1,139 @@
+//! One client connection carrying several requests: keep-alive and
+//! pipelining, the close rules of HTTP/1.0 and `Connection: close`, response
+//! framing (a length, chunked, or the connection's end), and a connection
+//! that goes on after a request the gateway's own loop does not serve (one
+//! with a body) hands it to hyper.
+
+use std::io::Read;
+
+use crate::common::gateway::{Client, Gateway};
+use crate::common::stub::Stub;
+
+const BOOK: &str = "[[route]]\nupstream = \"{upstream}\"\n";
+
+fn gateway() -> (Stub, Gateway) {
+    let stub = Stub::start();
+    let gw = Gateway::start(BOOK, Some(stub.addr));
+    (stub, gw)
+}
+
+/// Everything the gateway sends until it closes the connection.
+fn read_to_close(c: &mut Client) -> String {
+    let mut all = Vec::new();
+    let stream = c.reader_mut();
+    stream.read_to_end(&mut all).expect("read to close");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let (stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(
+        b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nHEAD /b HTTP/1.1\r\nHost: t\r\n\r\nGET /status/404 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let a = c.read(false);
+    let b = c.read(true);
+    let missing = c.read(false);
+    assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+    assert_eq!(b.status, 200);
+    assert_eq!(b.header("content-length"), Some("2"), "{b:?}");
+    assert!(b.body.is_empty());
+    assert_eq!(
+        (missing.status, missing.text().as_str()),
+        (404, "status 404")
+    );
+    let ids: Vec<_> = [&a, &b, &missing]
+        .iter()
+        .map(|r| r.header("x-request-id").expect("request id").to_owned())
+        .collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
+    assert!(
+        [&a, &b, &missing]
+            .iter()
+            .all(|r| r.header("date").is_some())
+    );
+    // Still open: one more request on it.
+    c.send(b"GET /d HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).status, 200);
+    assert_eq!(stub.targets(), ["/a", "/b", "/status/404", "/d"]);
+}
+
+#[test]
+fn a_request_with_a_body_between_bodiless_ones_is_served_on_the_same_connection() {
+    let (stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).status, 200);
+    // The body's first bytes come with the head; the rest after the answer
+    // to the first request: none of them may be read as a request.
+    c.send(b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello");
+    c.send(b" world");
+    assert_eq!(c.read(false).status, 200);
+    c.send(b"GET /three HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).status, 200);
+    let seen = stub.seen();
+    let targets: Vec<_> = seen.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(targets, ["/one", "/two", "/three"]);
+    assert_eq!(seen[1].body, b"hello world");
+}
+
+#[test]
+fn repeated_content_length_after_a_served_request_is_refused() {
+    let (stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).status, 200);
+    c.send(b"POST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello");
+    assert_eq!(c.read(false).status, 400);
+    assert!(c.is_closed());
+    assert_eq!(stub.targets(), ["/one"]);
+}
+
+#[test]
+fn http_1_0_gets_a_1_0_answer_and_the_connection_closes() {
+    let (_stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /a HTTP/1.0\r\nHost: t\r\n\r\n");
+    let all = read_to_close(&mut c);
+    assert!(all.starts_with("HTTP/1.0 200 OK\r\n"), "{all}");
+    assert!(all.ends_with("\r\n\r\nok"), "{all}");
+    // A body of unknown length is ended by closing the connection.
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /stream-out/3 HTTP/1.0\r\nHost: t\r\n\r\n");
+    let all = read_to_close(&mut c);
+    let (head, body) = all.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(body, "chunk-1\nchunk-2\nchunk-3\n");
+}
+
+#[test]
+fn connection_close_ends_the_connection_after_the_answer() {
+    let (stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).status, 200);
+    assert!(c.is_closed());
+    assert_eq!(stub.targets(), ["/a"], "a request after close was served");
+}
+
+#[test]
+fn a_body_of_unknown_length_is_chunked_and_the_connection_goes_on() {
+    let (_stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /stream-out/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read(false);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"), "{r:?}");
+    assert_eq!(r.header("content-length"), None);
+    assert_eq!(r.text(), "chunk-1\nchunk-2\nchunk-3\n");
+    // Its HEAD has neither a body nor a made-up length.
+    c.send(b"HEAD /stream-out/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.read(true);
+    assert_eq!(head.status, 200);
+    c.send(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).text(), "ok");
+}
