@@ -58,6 +58,12 @@ impl ConnState {
         })
     }
 
+    /// Drops the reader's waker: a reader that stopped waiting while a
+    /// request was in flight is not to be woken when it ends.
+    pub fn forget_reader(&self) {
+        drop(self.reader.take());
+    }
+
     /// Whether the request head just parsed repeated Content-Length (SPEC 5
     /// refuses duplicates, equal or not); clears the mark.
     pub fn take_duplicate_length(&self) -> bool {

@@ -22,7 +22,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -34,7 +34,7 @@ use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::conn::ConnState;
+use crate::conn::{ConnState, ConnTimeout};
 use crate::fetch::{Span, parse_length, span_of};
 use crate::forward;
 use crate::gateway::{Conn, Shared, handle};
@@ -54,6 +54,12 @@ const READ_MIN: usize = 1024;
 /// Body data up to this size is copied behind what is waiting to be
 /// written; larger data goes out from where it is, in the same write.
 const COPY_MAX: usize = 16 * 1024;
+/// Waiting bytes are written once this many have gathered; a write buffer
+/// grown past it is not kept for the next request.
+const FLUSH_AT: usize = 64 * 1024;
+/// How long a closing connection may take to shut down (a TLS client that
+/// reads nothing would hold its `close_notify` forever).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// How a connection served here ended.
 #[derive(Debug)]
@@ -61,15 +67,22 @@ pub enum Ended<T> {
     /// It is over: the client closed it or asked to, it was idle at a
     /// shutdown, or it failed (the error, for the log and metrics).
     Closed(Option<io::Error>),
-    /// It goes on in hyper: the stream, and the bytes already read from it.
-    HandOff(T, Bytes),
+    /// It goes on in hyper.
+    HandOff {
+        /// The stream.
+        io: T,
+        /// The bytes already read from it and not yet parsed.
+        read: Bytes,
+        /// Whether requests were served here first (then it stays HTTP/1).
+        served: bool,
+    },
 }
 
 /// A request head read here.
 struct Head {
     parts: Parts,
-    /// The client asked to close, or speaks HTTP/1.0 (whose keep-alive the
-    /// gateway does not offer, as hyper did not).
+    /// The client asked to close, or speaks HTTP/1.0 without asking for
+    /// keep-alive.
     close: bool,
 }
 
@@ -87,7 +100,8 @@ enum Parsed {
 }
 
 /// Serves requests on `io` until the connection ends or one of them is not
-/// for this loop. `max_head` is the largest request head accepted.
+/// for this loop. `max_head` is the largest request head accepted. A
+/// connection that ends here is shut down (bounded by [`CLOSE_WAIT`]).
 pub async fn serve<T>(
     mut io: T,
     shared: &Shared,
@@ -99,14 +113,51 @@ pub async fn serve<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    let ended = serve_requests(&mut io, shared, conn, state, max_head, stop).await;
+    match ended {
+        Ok(Some((read, served))) => Ended::HandOff { io, read, served },
+        Ok(None) => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
+            Ended::Closed(None)
+        }
+        Err(e) => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
+            Ended::Closed(Some(e))
+        }
+    }
+}
+
+/// The loop of [`serve`]: `Ok(Some(..))` hands the connection to hyper.
+async fn serve_requests<T>(
+    io: &mut T,
+    shared: &Shared,
+    conn: Conn,
+    state: &Arc<ConnState>,
+    max_head: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<Option<(Bytes, bool)>>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(1024);
+    let mut served = false;
     loop {
+        // Bytes before `checked` hold no end of a head: a head sent in
+        // small pieces is parsed again only once it may be whole.
+        let mut checked = 0;
         let head = loop {
-            match parse(&mut buf, max_head) {
-                Parsed::Served(head) => break head,
-                Parsed::Partial if buf.len() < max_head => {}
-                Parsed::Partial | Parsed::Other => return Ended::HandOff(io, buf.freeze()),
+            if may_end_head(&buf, checked) {
+                match parse(&mut buf, max_head) {
+                    Parsed::Served(head) => break head,
+                    Parsed::Partial => {}
+                    Parsed::Other => return Ok(Some((buf.freeze(), served))),
+                }
+            }
+            checked = buf.len();
+            if buf.len() >= max_head {
+                // hyper answers 431.
+                return Ok(Some((buf.freeze(), served)));
             }
             if buf.capacity() - buf.len() < READ_MIN {
                 buf.reserve(READ_GROW);
@@ -114,35 +165,99 @@ where
             let read = if buf.is_empty() {
                 // Idle between requests: a shutdown closes the connection.
                 if *stop.borrow() {
-                    return Ended::Closed(None);
+                    return Ok(None);
                 }
                 tokio::select! {
                     biased;
                     read = io.read_buf(&mut buf) => read,
-                    _ = stop.changed() => return Ended::Closed(None),
+                    _ = stop.changed() => return Ok(None),
                 }
             } else {
                 io.read_buf(&mut buf).await
             };
             match read {
-                Ok(0) if buf.is_empty() => return Ended::Closed(None),
+                Ok(0) if buf.is_empty() => return Ok(None),
                 // A head cut short: hyper reads the same bytes and says so.
-                Ok(0) => return Ended::HandOff(io, buf.freeze()),
+                Ok(0) => return Ok(Some((buf.freeze(), served))),
                 Ok(_) => {}
-                Err(e) => return Ended::Closed(Some(e)),
+                // An idle connection reset by its client ends normally; the
+                // connection's clocks are reported.
+                Err(e) if buf.is_empty() && !is_clock(&e) => return Ok(None),
+                Err(e) => return Err(e),
             }
         };
+        served = true;
         let head_only = head.parts.method == Method::HEAD;
         let version = head.parts.version;
-        let response = handle(shared, conn, state, head.parts, None).await;
-        let keep = !head.close;
-        match write_response(&mut io, &mut out, response, head_only, version, keep).await {
-            Ok(true) if !*stop.borrow() => {}
-            Ok(_) => {
-                let _ = io.shutdown().await;
-                return Ended::Closed(None);
+        let mut handling = std::pin::pin!(handle(shared, conn, state, head.parts, None));
+        // Most answers are ready at once (every refusal is). One that waits
+        // on an upstream or a file is dropped if the client goes away.
+        let response = match poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await {
+            Poll::Ready(response) => response,
+            Poll::Pending => {
+                let response = tokio::select! {
+                    biased;
+                    response = &mut handling => Ok(response),
+                    gone = client_gone(io, &mut buf, max_head) => Err(gone),
+                };
+                state.forget_reader();
+                response?
             }
-            Err(e) => return Ended::Closed(Some(e)),
+        };
+        let keep = !head.close && !*stop.borrow();
+        if !write_response(io, &mut out, response, head_only, version, keep).await? {
+            return Ok(None);
+        }
+        if out.capacity() > FLUSH_AT {
+            out = Vec::with_capacity(1024);
+        }
+    }
+}
+
+/// Whether a timeout of the connection's own clock ended the read.
+fn is_clock(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<ConnTimeout>())
+}
+
+/// Whether `buf` may hold a whole head: always at first (so what is not
+/// HTTP/1 is told at once), then only once a blank line may have come
+/// after byte `checked`.
+fn may_end_head(buf: &[u8], checked: usize) -> bool {
+    if checked == 0 {
+        return !buf.is_empty();
+    }
+    let from = checked.saturating_sub(3);
+    let tail = &buf[from..];
+    memchr::memchr_iter(b'\n', tail).any(|i| {
+        let after = &tail[i + 1..];
+        after.first() == Some(&b'\n') || after.starts_with(b"\r\n")
+    })
+}
+
+/// Reads what the client sends while its request is handled, keeping the
+/// bytes (the next request's, up to `max_head`); returns when the client
+/// closed the connection or it failed.
+async fn client_gone<T: AsyncRead + Unpin>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    max_head: usize,
+) -> io::Error {
+    loop {
+        if buf.len() >= max_head {
+            return std::future::pending().await;
+        }
+        if buf.capacity() - buf.len() < READ_MIN {
+            buf.reserve(READ_GROW);
+        }
+        match io.read_buf(buf).await {
+            Ok(0) => {
+                return io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the client closed the connection before its answer",
+                );
+            }
+            Ok(_) => {}
+            Err(e) => return e,
         }
     }
 }
@@ -176,7 +291,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         return Parsed::Other;
     };
     let path = span_of(buf, path.as_bytes());
-    let mut close = minor == 0;
+    let (mut says_close, mut says_keep_alive) = (false, false);
     let count = request.headers.len();
     for (h, span) in request.headers.iter().zip(spans.iter_mut()) {
         let name = h.name.as_bytes();
@@ -187,8 +302,9 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         {
             return Parsed::Other;
         }
-        if name.eq_ignore_ascii_case(b"connection") && has_token(h.value, b"close") {
-            close = true;
+        if name.eq_ignore_ascii_case(b"connection") {
+            says_close |= has_token(h.value, b"close");
+            says_keep_alive |= has_token(h.value, b"keep-alive");
         }
         *span = Span {
             name: span_of(buf, name),
@@ -197,7 +313,11 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     }
     let head = buf.split_to(len).freeze();
     match request_parts(&head, method, path, minor, &spans[..count]) {
-        Some(parts) => Parsed::Served(Head { parts, close }),
+        Some(parts) => Parsed::Served(Head {
+            parts,
+            // `close` wins wherever it is; HTTP/1.0 closes unless asked not to.
+            close: says_close || (minor == 0 && !says_keep_alive),
+        }),
         None => {
             // Not expected after httparse's checks; hyper gets the bytes back.
             let mut all = BytesMut::with_capacity(head.len() + buf.len());
@@ -310,7 +430,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let status = parts.status;
     status_line(out, version, status);
     let mut length = None;
-    let mut dated = false;
+    let (mut dated, mut says_close) = (false, false);
     for (name, value) in &parts.headers {
         if name == TRANSFER_ENCODING {
             continue;
@@ -322,7 +442,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
                 _ => continue,
             }
         } else if name == CONNECTION {
-            keep &= !has_token(value.as_bytes(), b"close");
+            says_close |= has_token(value.as_bytes(), b"close");
         } else if name == DATE {
             dated = true;
         }
@@ -335,7 +455,13 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let framing = match (length, body.size_hint().exact()) {
         (Some(n), _) if sends_body => Framing::Length(n),
         (Some(_), _) => Framing::None,
-        _ if body.is_end_stream() => {
+        (None, Some(0)) | (None, None) if body.is_end_stream() => {
+            if sends_body {
+                header_line(out, b"content-length", b"0");
+            }
+            Framing::None
+        }
+        (None, Some(0)) => {
             if sends_body {
                 header_line(out, b"content-length", b"0");
             }
@@ -362,6 +488,16 @@ async fn write_response<T: AsyncWrite + Unpin>(
             Framing::Chunked
         }
     };
+    // The connection's fate, said as hyper says it: HTTP/1.0 closes unless
+    // told otherwise, HTTP/1.1 stays open unless told otherwise.
+    keep &= !says_close && framing != Framing::Close;
+    if version == Version::HTTP_10 {
+        if keep {
+            header_line(out, b"connection", b"keep-alive");
+        }
+    } else if !keep && !says_close {
+        header_line(out, b"connection", b"close");
+    }
     if !dated {
         DATE_NOW.with(|date| header_line(out, b"date", date.borrow_mut().now()));
     }
@@ -421,13 +557,15 @@ async fn write_response<T: AsyncWrite + Unpin>(
         if framing == Framing::Chunked {
             out.extend_from_slice(b"\r\n");
         }
+        if out.len() >= FLUSH_AT {
+            write_all(io, out, &[]).await?;
+        }
     }
     match framing {
         Framing::Length(_) if left != 0 => {
             return Err(io::Error::other("response body shorter than its length"));
         }
         Framing::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
-        Framing::Close => keep = false,
         _ => {}
     }
     write_all(io, out, &[]).await?;
@@ -514,7 +652,8 @@ async fn write_all<T: AsyncWrite + Unpin>(
         }
     }
     out.clear();
-    Ok(())
+    // A TLS stream holds records until flushed.
+    io.flush().await
 }
 
 thread_local! {
@@ -632,6 +771,28 @@ mod tests {
             assert_eq!(header_name(raw.as_bytes()).unwrap().as_str(), name);
         }
         assert!(header_name(b"bad name").is_none());
+    }
+
+    #[test]
+    fn a_head_is_parsed_again_only_once_it_may_have_ended() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        // At first, whatever came.
+        assert!(may_end_head(b"G", 0));
+        assert!(!may_end_head(b"", 0));
+        // Then only with a blank line after what was checked, wherever the
+        // earlier read cut it.
+        for cut in 1..head.len() {
+            assert!(may_end_head(head, cut), "cut at {cut}");
+            assert!(!may_end_head(
+                &head[..head.len() - 1],
+                cut.min(head.len() - 1)
+            ));
+        }
+        assert!(may_end_head(b"GET / HTTP/1.1\nHost: x\n\n", 20));
+        assert!(!may_end_head(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n",
+            20
+        ));
     }
 
     #[test]

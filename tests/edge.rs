@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::common::admin::eventually;
 use crate::common::gateway::{Client, Gateway, get, raw};
 use crate::common::stub::Stub;
 
@@ -299,4 +300,26 @@ fn websocket_upgrades_pass_through_when_allowed() {
         closed_within(&mut s, Duration::from_secs(6)).is_some(),
         "upgraded connection outlived idle_timeout"
     );
+}
+
+#[test]
+fn a_client_that_leaves_gives_its_connection_slot_back_at_once() {
+    let stub = Stub::start();
+    let gw = Gateway::start(
+        &book("max_connections = 1\nupstream_timeout = \"60s\""),
+        Some(stub.addr),
+    );
+    // The upstream answers this one after 30 s; its client leaves at once.
+    let mut first = TcpStream::connect(gw.addr).expect("connect");
+    first
+        .write_all(b"GET /slow-head/30000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    assert!(eventually(Duration::from_secs(5), || !stub
+        .seen()
+        .is_empty()));
+    drop(first);
+    // The only connection slot is free again: the next client is answered
+    // (it gives up after 10 s, long before the upstream answers).
+    let r = get(gw.addr, "/next", &[]);
+    assert_eq!(r.status, 200);
 }

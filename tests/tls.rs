@@ -118,3 +118,74 @@ fn a_key_that_does_not_load_is_a_located_error() {
         errors[0]
     );
 }
+
+#[test]
+fn a_large_answer_on_a_kept_alive_https_connection_arrives_whole() {
+    // More than the socket buffers hold: the end of the answer goes out
+    // only if the TLS stream is flushed, not when the next read starts.
+    let big = "a".repeat(4 << 20);
+    let (cert, key) = (fixture("cert.pem"), fixture("key.pem"));
+    let gw = Gateway::start_with(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"off\"\n\
+         [server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [[route]]\nroot = \"site\"\n",
+        None,
+        &[
+            ("cert.pem", &cert),
+            ("key.pem", &key),
+            ("site/big.txt", &big),
+        ],
+        1,
+    );
+    let addr = gw.running().tls_listen[0];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let tls = client(&[b"http/1.1"])
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        let mut tls = tokio::io::BufReader::new(tls);
+        for _ in 0..2 {
+            tls.get_mut()
+                .write_all(b"GET /big.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .expect("write");
+            let mut length = None;
+            loop {
+                let mut line = String::new();
+                tls.read_line(&mut line).await.expect("head line");
+                let line = line.trim_end().to_ascii_lowercase();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(n) = line.strip_prefix("content-length: ") {
+                    length = n.parse::<usize>().ok();
+                }
+            }
+            assert_eq!(length, Some(4 << 20));
+            // Read slowly, so that the gateway's writes keep finding the
+            // socket full and records wait in the TLS stream.
+            let mut body = Vec::with_capacity(4 << 20);
+            let slowly = async {
+                let mut piece = vec![0; 32 * 1024];
+                while body.len() < 4 << 20 {
+                    let want = piece.len().min((4 << 20) - body.len());
+                    let n = tls.read(&mut piece[..want]).await.expect("read");
+                    assert!(n > 0, "closed after {} bytes", body.len());
+                    body.extend_from_slice(&piece[..n]);
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(20), slowly)
+                .await
+                .expect("the whole answer in time");
+            assert!(body.iter().all(|&b| b == b'a'));
+        }
+    });
+}
