@@ -112,11 +112,28 @@ fn http_1_0_gets_a_1_0_answer_and_the_connection_closes() {
 }
 
 #[test]
+fn http_1_0_keep_alive_is_kept_when_asked_for() {
+    let (stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    for path in ["/a", "/b"] {
+        c.send(
+            format!("GET {path} HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n").as_bytes(),
+        );
+        let r = c.read(false);
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    assert_eq!(stub.targets(), ["/a", "/b"]);
+}
+
+#[test]
 fn connection_close_ends_the_connection_after_the_answer() {
     let (stub, gw) = gateway();
     let mut c = Client::connect(gw.addr);
     c.send(b"GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(c.read(false).status, 200);
+    let r = c.read(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
     assert!(c.is_closed());
     assert_eq!(stub.targets(), ["/a"], "a request after close was served");
 }
