@@ -142,6 +142,12 @@ where
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(1024);
     let mut served = false;
+    // One future for the whole connection, to wait on while idle and to
+    // look at after each answer (a sender gone is a shutdown too).
+    let mut stop = std::pin::pin!(async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    });
+    let mut stopping = false;
     loop {
         // Bytes before `checked` hold no end of a head: a head sent in
         // small pieces is parsed again only once it may be whole.
@@ -164,13 +170,13 @@ where
             }
             let read = if buf.is_empty() {
                 // Idle between requests: a shutdown closes the connection.
-                if *stop.borrow() {
+                if is_stopping(stop.as_mut(), &mut stopping) {
                     return Ok(None);
                 }
                 tokio::select! {
                     biased;
                     read = io.read_buf(&mut buf) => read,
-                    _ = stop.changed() => return Ok(None),
+                    () = &mut stop => return Ok(None),
                 }
             } else {
                 io.read_buf(&mut buf).await
@@ -204,7 +210,7 @@ where
                 response?
             }
         };
-        let keep = !head.close && !*stop.borrow();
+        let keep = !head.close && !is_stopping(stop.as_mut(), &mut stopping);
         if !write_response(io, &mut out, response, head_only, version, keep).await? {
             return Ok(None);
         }
@@ -212,6 +218,16 @@ where
             out = Vec::with_capacity(1024);
         }
     }
+}
+
+/// Whether the worker is shutting down: `stop` is looked at without
+/// waiting, and not polled again once it has ended.
+fn is_stopping(stop: Pin<&mut impl Future<Output = ()>>, stopping: &mut bool) -> bool {
+    if !*stopping {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        *stopping = stop.poll(&mut cx).is_ready();
+    }
+    *stopping
 }
 
 /// Whether a timeout of the connection's own clock ended the read.

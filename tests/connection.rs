@@ -5,7 +5,9 @@
 //! with a body) hands it to hyper.
 
 use std::io::Read;
+use std::time::Duration;
 
+use crate::common::admin::eventually;
 use crate::common::gateway::{Client, Gateway};
 use crate::common::stub::Stub;
 
@@ -153,4 +155,23 @@ fn a_body_of_unknown_length_is_chunked_and_the_connection_goes_on() {
     assert_eq!(head.status, 200);
     c.send(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(c.read(false).text(), "ok");
+}
+
+#[test]
+fn a_shutdown_closes_idle_connections_and_busy_ones_after_their_answer() {
+    let (stub, mut gw) = gateway();
+    let mut idle = Client::connect(gw.addr);
+    idle.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(idle.read(false).status, 200);
+    let mut busy = Client::connect(gw.addr);
+    busy.send(b"GET /slow-head/500 HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(eventually(Duration::from_secs(5), || stub.seen().len() == 2));
+    let running = gw.take();
+    running.begin_shutdown();
+    assert!(idle.is_closed(), "an idle connection outlived the shutdown");
+    let r = busy.read(false);
+    assert_eq!((r.status, r.text().as_str()), (200, "slow"));
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(busy.is_closed());
+    running.wait();
 }
