@@ -7,7 +7,9 @@
 //! The clock runs in the I/O wrapper [`Watched`]: the service marks each
 //! request in flight with an [`InFlight`] guard (held until its response body
 //! ends); with none in flight the connection is idle until bytes arrive,
-//! then reading a head until the next request starts.
+//! then reading a head until the next request starts. A write the client
+//! takes no bytes of for `idle_timeout` fails the connection too (nginx's
+//! `send_timeout`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -175,6 +177,10 @@ pub enum ConnTimeout {
     /// A request head took longer than `header_timeout`.
     #[error("request head not received in time")]
     Header,
+    /// The client took none of the bytes written to it for `idle_timeout`
+    /// (nginx's `send_timeout`).
+    #[error("client took no bytes in time")]
+    Send,
 }
 
 /// Writes go straight to the inner stream: both wrappers only watch reads.
@@ -259,6 +265,11 @@ pub struct Watched<T> {
     /// Whether heads are scanned for repeated `Content-Length` lines: only
     /// once hyper reads them (see [`Watched::scan_from`]).
     scanning: bool,
+    /// The clock of a write the client is not taking: made the first time a
+    /// write waits, set when a wait starts.
+    send: Option<Pin<Box<Sleep>>>,
+    /// Whether the last write (or flush) waited.
+    send_waiting: bool,
 }
 
 impl<T> Watched<T> {
@@ -282,6 +293,8 @@ impl<T> Watched<T> {
             sleep: Box::pin(tokio::time::sleep_until(now + header_timeout)),
             scan: HeadScan::new(),
             scanning: false,
+            send: None,
+            send_waiting: false,
         }
     }
 
@@ -396,7 +409,71 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     }
 }
 
-delegate_async_write!(Watched);
+impl<T> Watched<T> {
+    /// A write or flush that `polled`: one that waits longer than
+    /// `idle_timeout` without the client taking a byte fails.
+    fn sent<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        if polled.is_ready() {
+            self.send_waiting = false;
+            return polled;
+        }
+        let idle = self.idle_timeout;
+        let send = self
+            .send
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if !self.send_waiting {
+            self.send_waiting = true;
+            send.as_mut().reset(Instant::now() + idle);
+        }
+        match send.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                ConnTimeout::Send,
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.sent(cx, polled)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.sent(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.sent(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
 
 use std::future::Future as _;
 

@@ -4,6 +4,7 @@
 //! config/edgeguard.toml ─ config::read    ─▶ config::Rulebook   serde mirror of the file; spans kept
 //!                       ─ Policy::compile ─▶ policy::Policy     validated, sets and RegexSets built, immutable
 //!                       ─ ArcSwap::store  ─▶ the one live policy pointer
+//! bytes   ─ h1 | hyper ─▶ request parts  h1 reads bodiless HTTP/1 requests; hyper the rest
 //! request ─ facts      ─▶ RequestFacts   client ip, canonical path, host, headers, token
 //!         ─ evaluate   ─▶ Decision       Allow | Refuse(Refusal { rule, reason, status }), + dry-run hits
 //!         ─ gateway    ─▶ fetch (no body) | forward (body, upgrade) | files | respond

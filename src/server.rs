@@ -417,6 +417,7 @@ fn classify(error: &(dyn std::error::Error + 'static)) -> Option<ConnErrorKind> 
         match timeout {
             Some(ConnTimeout::Idle) => return None,
             Some(ConnTimeout::Header) => return Some(ConnErrorKind::HeaderTimeout),
+            Some(ConnTimeout::Send) => return Some(ConnErrorKind::SendTimeout),
             None => cause = e.source(),
         }
     }

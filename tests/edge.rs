@@ -323,3 +323,32 @@ fn a_client_that_leaves_gives_its_connection_slot_back_at_once() {
     let r = get(gw.addr, "/next", &[]);
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_client_that_takes_no_bytes_is_cut_after_idle_timeout() {
+    // More than the socket buffers hold, to a client that never reads.
+    let big = "a".repeat(32 << 20);
+    let gw = Gateway::start_with(
+        "[server.limits]\nidle_timeout = \"300ms\"\n[[route]]\nroot = \"site\"\n",
+        None,
+        &[("site/big.txt", &big)],
+        1,
+    );
+    let admin = gw.admin.expect("admin on");
+    let mut stalled = TcpStream::connect(gw.addr).expect("connect");
+    stalled
+        .write_all(b"GET /big.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let metrics = || crate::common::admin::admin_request(admin, "GET", "/metrics", &[]).text();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            crate::common::admin::sample(
+                &metrics(),
+                "edgeguard_connection_errors_total{kind=\"send_timeout\"}",
+            ) == 1.0
+        }),
+        "{}",
+        metrics()
+    );
+    drop(stalled);
+}

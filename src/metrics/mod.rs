@@ -49,6 +49,8 @@ pub enum ConnErrorKind {
     ProxyProtocol,
     /// The request head did not arrive within `header_timeout`.
     HeaderTimeout,
+    /// The client took none of an answer's bytes for `idle_timeout`.
+    SendTimeout,
     /// The request head was over `max_header_bytes` (answered 431 by the parser).
     HeadersTooLarge,
     /// The parser refused a malformed request head (answered 400 by the parser).
@@ -61,11 +63,12 @@ pub enum ConnErrorKind {
 
 impl ConnErrorKind {
     /// Every kind, in label order.
-    pub const ALL: [ConnErrorKind; 8] = [
+    pub const ALL: [ConnErrorKind; 9] = [
         ConnErrorKind::Accept,
         ConnErrorKind::TlsHandshake,
         ConnErrorKind::ProxyProtocol,
         ConnErrorKind::HeaderTimeout,
+        ConnErrorKind::SendTimeout,
         ConnErrorKind::HeadersTooLarge,
         ConnErrorKind::MalformedRequest,
         ConnErrorKind::Protocol,
@@ -79,6 +82,7 @@ impl ConnErrorKind {
             ConnErrorKind::TlsHandshake => "tls_handshake",
             ConnErrorKind::ProxyProtocol => "proxy_protocol",
             ConnErrorKind::HeaderTimeout => "header_timeout",
+            ConnErrorKind::SendTimeout => "send_timeout",
             ConnErrorKind::HeadersTooLarge => "headers_too_large",
             ConnErrorKind::MalformedRequest => "malformed_request",
             ConnErrorKind::Protocol => "protocol",
