@@ -57,6 +57,8 @@ const COPY_MAX: usize = 16 * 1024;
 /// Waiting bytes are written once this many have gathered; a write buffer
 /// grown past it is not kept for the next request.
 const FLUSH_AT: usize = 64 * 1024;
+/// The start of HTTP/2's connection preface, as far as it is a request line.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 /// How long a closing connection may take to shut down (a TLS client that
 /// reads nothing would hold its `close_notify` forever).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -73,8 +75,6 @@ pub enum Ended<T> {
         io: T,
         /// The bytes already read from it and not yet parsed.
         read: Bytes,
-        /// Whether requests were served here first (then it stays HTTP/1).
-        served: bool,
     },
 }
 
@@ -115,7 +115,7 @@ where
 {
     let ended = serve_requests(&mut io, shared, conn, state, max_head, stop).await;
     match ended {
-        Ok(Some((read, served))) => Ended::HandOff { io, read, served },
+        Ok(Some(read)) => Ended::HandOff { io, read },
         Ok(None) => {
             let _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()).await;
             Ended::Closed(None)
@@ -127,7 +127,7 @@ where
     }
 }
 
-/// The loop of [`serve`]: `Ok(Some(..))` hands the connection to hyper.
+/// The loop of [`serve`]: `Ok(Some(read))` hands the connection to hyper.
 async fn serve_requests<T>(
     io: &mut T,
     shared: &Shared,
@@ -135,7 +135,7 @@ async fn serve_requests<T>(
     state: &Arc<ConnState>,
     max_head: usize,
     stop: &mut watch::Receiver<bool>,
-) -> io::Result<Option<(Bytes, bool)>>
+) -> io::Result<Option<Bytes>>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -157,13 +157,21 @@ where
                 match parse(&mut buf, max_head) {
                     Parsed::Served(head) => break head,
                     Parsed::Partial => {}
-                    Parsed::Other => return Ok(Some((buf.freeze(), served))),
+                    // HTTP/2 with prior knowledge starts a connection; hyper
+                    // would take its preface later on too.
+                    Parsed::Other if served && buf.starts_with(H2_PREFACE) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "an HTTP/2 preface after HTTP/1 requests",
+                        ));
+                    }
+                    Parsed::Other => return Ok(Some(buf.freeze())),
                 }
             }
             checked = buf.len();
             if buf.len() >= max_head {
                 // hyper answers 431.
-                return Ok(Some((buf.freeze(), served)));
+                return Ok(Some(buf.freeze()));
             }
             if buf.capacity() - buf.len() < READ_MIN {
                 buf.reserve(READ_GROW);
@@ -184,7 +192,7 @@ where
             match read {
                 Ok(0) if buf.is_empty() => return Ok(None),
                 // A head cut short: hyper reads the same bytes and says so.
-                Ok(0) => return Ok(Some((buf.freeze(), served))),
+                Ok(0) => return Ok(Some(buf.freeze())),
                 Ok(_) => {}
                 // An idle connection reset by its client ends normally; the
                 // connection's clocks are reported.
@@ -852,5 +860,32 @@ mod tests {
             line(Version::HTTP_11, StatusCode::from_u16(599).unwrap()),
             "HTTP/1.1 599 <none>\r\n"
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes: no panic; a request served here is split off
+        /// exactly (its head, as httparse measures it, and nothing more);
+        /// anything else leaves every byte where it was, for hyper.
+        #[test]
+        fn any_bytes_are_split_exactly_or_left_whole(
+            head in "(GET|HEAD|POST|OPTIONS|CONNECT) (/[ -~]{0,12}|\\*|http://a/) HTTP/1\\.[0-2]\r?\n\
+                     ([A-Za-z-]{1,16}:[ -~\t]{0,12}\r?\n){0,6}(\r?\n)?[ -~\r\n]{0,20}",
+            raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        ) {
+            for bytes in [head.as_bytes(), &raw[..]] {
+                let mut buf = BytesMut::from(bytes);
+                match parse(&mut buf, 8192) {
+                    Parsed::Served(_) => {
+                        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                        let measured = httparse::Request::new(&mut slots).parse(bytes);
+                        let Ok(httparse::Status::Complete(len)) = measured else {
+                            panic!("served a head httparse does not complete: {measured:?}");
+                        };
+                        proptest::prop_assert_eq!(&buf[..], &bytes[len..]);
+                    }
+                    Parsed::Partial | Parsed::Other => proptest::prop_assert_eq!(&buf[..], bytes),
+                }
+            }
+        }
     }
 }

@@ -351,25 +351,21 @@ async fn serve_http<T>(
     );
     // Bodiless requests are served by the gateway's own loop; the first
     // other one hands the connection to hyper with the bytes read so far.
-    let (io, read, served) =
-        match h1::serve(io, &shared, conn, &state, limits.max_header_bytes, stop).await {
-            Ended::HandOff {
-                mut io,
-                read,
-                served,
-            } => {
-                io.scan_from(&read);
-                (io, read, served)
+    let (io, read) = match h1::serve(io, &shared, conn, &state, limits.max_header_bytes, stop).await
+    {
+        Ended::HandOff { mut io, read } => {
+            io.scan_from(&read);
+            (io, read)
+        }
+        Ended::Closed(None) => return,
+        Ended::Closed(Some(e)) => {
+            match classify(&e) {
+                Some(kind) => connection_error(&shared, peer, kind, &e),
+                None => tracing::debug!(peer = %peer, error = %e, "idle connection closed"),
             }
-            Ended::Closed(None) => return,
-            Ended::Closed(Some(e)) => {
-                match classify(&e) {
-                    Some(kind) => connection_error(&shared, peer, kind, &e),
-                    None => tracing::debug!(peer = %peer, error = %e, "idle connection closed"),
-                }
-                return;
-            }
-        };
+            return;
+        }
+    };
     let io = Prefixed::new(io, read);
     let shared_for_errors = Arc::clone(&shared);
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -380,12 +376,7 @@ async fn serve_http<T>(
             Ok::<_, Infallible>(handle(&shared, conn, &state, parts, Some(body)).await)
         }
     });
-    // HTTP/2 only with prior knowledge, from a connection's first bytes.
-    let builder = if served {
-        builder(limits).http1_only()
-    } else {
-        builder(limits)
-    };
+    let builder = builder(limits);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {

@@ -175,3 +175,19 @@ fn a_shutdown_closes_idle_connections_and_busy_ones_after_their_answer() {
     assert!(busy.is_closed());
     running.wait();
 }
+
+#[test]
+fn http_2_starts_only_on_a_connection_s_first_bytes() {
+    let (stub, gw) = gateway();
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).status, 200);
+    // The HTTP/2 preface after an HTTP/1 request is not HTTP/2.
+    c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    let answer = read_to_close(&mut c);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer:?}"
+    );
+    assert_eq!(stub.targets(), ["/a"]);
+}
