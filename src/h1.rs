@@ -10,10 +10,17 @@
 //! future per request.
 //!
 //! The first request that is anything else (a body, an upgrade, an HTTP/2
-//! preface, a head that does not parse, is cut short or is too large) hands
-//! the connection, with every byte read so far, to hyper for the rest of its
-//! life. So every hard case, and every automatic error answer (400, 414,
-//! 431), stays hyper's, and a byte sequence is never read two ways.
+//! preface as the connection's first bytes, a head that does not parse, is
+//! cut short or is too large) hands the connection, with every byte read so
+//! far, to hyper for the rest of its life. So every hard case, and every
+//! automatic error answer (400, 414, 431), stays hyper's, and a byte
+//! sequence is never read two ways. An HTTP/2 preface after HTTP/1
+//! requests ends the connection.
+//!
+//! While an answer waits (on an upstream, a file), the connection is read:
+//! a client that closes it cancels its request. Writes are flushed (TLS
+//! holds records until then) and bounded by the connection's send clock
+//! ([`crate::conn::Watched`]).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
