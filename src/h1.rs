@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 use crate::conn::{ConnState, ConnTimeout};
 use crate::fetch::{Span, parse_length, span_of};
-use crate::forward;
+use crate::forward::{self, Listed};
 use crate::gateway::{Conn, Shared, handle};
 use crate::log::Logged;
 use crate::respond::X_REQUEST_ID;
@@ -322,7 +322,7 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
         return Parsed::Other;
     };
     let path = span_of(buf, path.as_bytes());
-    let (mut says_close, mut says_keep_alive) = (false, false);
+    let mut connection = Listed::new();
     let count = request.headers.len();
     for (h, span) in request.headers.iter().zip(spans.iter_mut()) {
         let name = h.name.as_bytes();
@@ -334,21 +334,18 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
             return Parsed::Other;
         }
         if name.eq_ignore_ascii_case(b"connection") {
-            says_close |= has_token(h.value, b"close");
-            says_keep_alive |= has_token(h.value, b"keep-alive");
+            connection.add(h.value);
         }
         *span = Span {
             name: span_of(buf, name),
             value: span_of(buf, h.value),
         };
     }
+    // `close` wins wherever it is; HTTP/1.0 closes unless asked not to.
+    let close = connection.contains("close") || (minor == 0 && !connection.contains("keep-alive"));
     let head = buf.split_to(len).freeze();
     match request_parts(&head, method, path, minor, &spans[..count]) {
-        Some(parts) => Parsed::Served(Head {
-            parts,
-            // `close` wins wherever it is; HTTP/1.0 closes unless asked not to.
-            close: says_close || (minor == 0 && !says_keep_alive),
-        }),
+        Some(parts) => Parsed::Served(Head { parts, close }),
         None => {
             // Not expected after httparse's checks; hyper gets the bytes back.
             let mut all = BytesMut::with_capacity(head.len() + buf.len());
@@ -425,13 +422,6 @@ fn header_name(name: &[u8]) -> Option<HeaderName> {
     HeaderName::from_bytes(name).ok()
 }
 
-/// Whether a comma-separated header value lists `token` (any case).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-}
-
 /// How a response body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -461,7 +451,8 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let status = parts.status;
     status_line(out, version, status);
     let mut length = None;
-    let (mut dated, mut says_close) = (false, false);
+    let mut dated = false;
+    let mut connection = Listed::new();
     for (name, value) in &parts.headers {
         if name == TRANSFER_ENCODING {
             continue;
@@ -473,12 +464,13 @@ async fn write_response<T: AsyncWrite + Unpin>(
                 _ => continue,
             }
         } else if name == CONNECTION {
-            says_close |= has_token(value.as_bytes(), b"close");
+            connection.add(value.as_bytes());
         } else if name == DATE {
             dated = true;
         }
         header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    let says_close = connection.contains("close");
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;

@@ -34,6 +34,16 @@ fn client(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
+/// A TLS connection to `addr` as `localhost`, offering one ALPN protocol.
+async fn connect(
+    addr: std::net::SocketAddr,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    client(&[alpn]).connect(name, tcp).await.expect("handshake")
+}
+
 #[test]
 fn https_is_served_over_http1_and_h2_by_alpn() {
     let stub = Stub::start();
@@ -51,13 +61,8 @@ fn https_is_served_over_http1_and_h2_by_alpn() {
         .expect("rt");
     rt.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
         // HTTP/1.1
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let mut tls = client(&[b"http/1.1"])
-            .connect(name.clone(), tcp)
-            .await
-            .expect("handshake");
+        let mut tls = connect(addr, b"http/1.1").await;
         tls.write_all(b"GET /secure HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await
             .expect("write");
@@ -69,11 +74,7 @@ fn https_is_served_over_http1_and_h2_by_alpn() {
             String::from_utf8_lossy(&answer)
         );
         // HTTP/2 by ALPN
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let tls = client(&[b"h2"])
-            .connect(name, tcp)
-            .await
-            .expect("handshake");
+        let tls = connect(addr, b"h2").await;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
         let (mut sender, conn) = hyper::client::conn::http2::handshake(
             hyper_util::rt::TokioExecutor::new(),
@@ -144,12 +145,7 @@ fn a_large_answer_on_a_kept_alive_https_connection_arrives_whole() {
         .expect("rt");
     rt.block_on(async {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let tls = client(&[b"http/1.1"])
-            .connect(name, tcp)
-            .await
-            .expect("handshake");
+        let tls = connect(addr, b"http/1.1").await;
         let mut tls = tokio::io::BufReader::new(tls);
         for _ in 0..2 {
             tls.get_mut()
