@@ -84,7 +84,7 @@ impl Outgoing<'_> {
         forward::each_upstream_header(self.headers, self.origin, self.host, |name, value| {
             head.extend_from_slice(name.as_str().as_bytes());
             head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
+            value.write_to(&mut head);
             head.extend_from_slice(b"\r\n");
         });
         head.extend_from_slice(b"\r\n");

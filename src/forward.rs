@@ -15,6 +15,7 @@ use std::cell::RefCell;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Request, Response, Version};
@@ -170,8 +171,8 @@ pub struct Origin<'a> {
     pub proto: &'static str,
     /// The Host the client asked for, as sent (port included).
     pub host: Option<&'a HeaderValue>,
-    /// The request id.
-    pub request_id: &'a HeaderValue,
+    /// The request id (`[A-Za-z0-9._-]`).
+    pub request_id: &'a [u8],
 }
 
 /// Whether a header names the client or the original request, which only a
@@ -182,6 +183,66 @@ fn is_forwarding(name: &HeaderName, client_header: &HeaderName) -> bool {
         || name == header::FORWARDED
         || name == X_REAL_IP
         || name == client_header
+}
+
+/// A value of the upstream request's headers.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// One of the client's values, or one the gateway keeps ready.
+    Kept(&'a HeaderValue),
+    /// Bytes that make a valid header value (the request id).
+    Made(&'a [u8]),
+    /// `X-Forwarded-For` from a trusted peer: the values it sent (those that
+    /// are visible ASCII), then the peer, joined by ", ".
+    Appended {
+        /// The client's headers.
+        headers: &'a HeaderMap,
+        /// The peer's address as a value.
+        peer: &'a HeaderValue,
+    },
+}
+
+impl Value<'_> {
+    /// Writes the value's bytes behind `out`: no header value is made, and
+    /// nothing is allocated beyond `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match *self {
+            Value::Kept(v) => out.extend_from_slice(v.as_bytes()),
+            Value::Made(b) => out.extend_from_slice(b),
+            Value::Appended { headers, peer } => {
+                for v in forwarded_for(headers) {
+                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(b", ");
+                }
+                out.extend_from_slice(peer.as_bytes());
+            }
+        }
+    }
+
+    /// The value as a header value (for hyper's client).
+    pub fn to_header_value(&self) -> HeaderValue {
+        match *self {
+            Value::Kept(v) => v.clone(),
+            Value::Appended { headers, peer } if forwarded_for(headers).next().is_none() => {
+                peer.clone()
+            }
+            _ => {
+                let mut bytes = Vec::with_capacity(64);
+                self.write_to(&mut bytes);
+                // Visible ASCII (joined by ", "), or an id's characters.
+                HeaderValue::from_maybe_shared(Bytes::from(bytes))
+                    .expect("made of valid header value bytes")
+            }
+        }
+    }
+}
+
+/// A trusted peer's `X-Forwarded-For` values that are visible ASCII.
+fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &HeaderValue> {
+    headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter(|v| v.to_str().is_ok())
 }
 
 /// Calls `emit` with every header of the upstream request, in order. First
@@ -195,7 +256,7 @@ pub fn each_upstream_header(
     headers: &HeaderMap,
     origin: &Origin<'_>,
     host: &HeaderValue,
-    mut emit: impl FnMut(&HeaderName, &HeaderValue),
+    mut emit: impl FnMut(&HeaderName, Value<'_>),
 ) {
     let listed = Listed::of(headers);
     let is_listed = |name: &HeaderName| listed.contains(name.as_str());
@@ -212,24 +273,33 @@ pub fn each_upstream_header(
         }
         kept_proto |= name == X_FORWARDED_PROTO;
         kept_host |= name == X_FORWARDED_HOST;
-        emit(name, value);
+        emit(name, Value::Kept(value));
     }
     if origin.trusted && !is_listed(&X_FORWARDED_FOR) {
         emit(
             &X_FORWARDED_FOR,
-            &appended_forwarded_for(headers, origin.peer_value),
+            Value::Appended {
+                headers,
+                peer: origin.peer_value,
+            },
         );
     } else {
-        emit(&X_FORWARDED_FOR, origin.peer_value);
+        emit(&X_FORWARDED_FOR, Value::Kept(origin.peer_value));
     }
     if !kept_proto {
-        emit(&X_FORWARDED_PROTO, &HeaderValue::from_static(origin.proto));
+        emit(
+            &X_FORWARDED_PROTO,
+            Value::Kept(&HeaderValue::from_static(origin.proto)),
+        );
     }
     if let (false, Some(h)) = (kept_host, origin.host) {
-        emit(&X_FORWARDED_HOST, h);
+        emit(&X_FORWARDED_HOST, Value::Kept(h));
     }
-    emit(&crate::respond::X_REQUEST_ID, origin.request_id);
-    emit(&header::HOST, host);
+    emit(
+        &crate::respond::X_REQUEST_ID,
+        Value::Made(origin.request_id),
+    );
+    emit(&header::HOST, Value::Kept(host));
 }
 
 /// Rewrites client headers into upstream headers, as
@@ -237,35 +307,13 @@ pub fn each_upstream_header(
 pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: &HeaderValue) {
     let mut upstream = HeaderMap::with_capacity(headers.len() + ADDED_HEADERS);
     each_upstream_header(headers, origin, host, |name, value| {
-        upstream.append(name.clone(), value.clone());
+        upstream.append(name.clone(), value.to_header_value());
     });
     *headers = upstream;
 }
 
 /// How many headers the gateway may add.
 const ADDED_HEADERS: usize = 5;
-
-/// The `X-Forwarded-For` a trusted peer's request goes on with: the values it
-/// sent (those that are visible ASCII), then the peer. Built as bytes: no
-/// formatting machinery and one allocation.
-fn appended_forwarded_for(headers: &HeaderMap, peer: &HeaderValue) -> HeaderValue {
-    let mut sent = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter(|v| v.to_str().is_ok())
-        .peekable();
-    if sent.peek().is_none() {
-        return peer.clone();
-    }
-    let mut value = bytes::BytesMut::with_capacity(64);
-    for v in sent {
-        value.extend_from_slice(v.as_bytes());
-        value.extend_from_slice(b", ");
-    }
-    value.extend_from_slice(peer.as_bytes());
-    // Visible ASCII joined by ", ": always a valid header value.
-    HeaderValue::from_maybe_shared(value.freeze()).unwrap_or_else(|_| peer.clone())
-}
 
 /// The upstream request target: the canonical path and the query as
 /// received. `received` is the client's path and query: when its path is the
@@ -519,7 +567,6 @@ mod tests {
         name: &'a HeaderName,
     ) -> Origin<'a> {
         static PEER: HeaderValue = HeaderValue::from_static("192.0.2.9");
-        static ID: HeaderValue = HeaderValue::from_static("abc");
         Origin {
             peer: "192.0.2.9".parse().expect("ip"),
             peer_value: &PEER,
@@ -527,7 +574,7 @@ mod tests {
             client_header: name,
             proto: "http",
             host,
-            request_id: &ID,
+            request_id: b"abc",
         }
     }
 

@@ -31,8 +31,8 @@ use crate::metrics::Counters;
 use crate::policy::values::UpstreamUrl;
 use crate::policy::{self, Policy, Route};
 use crate::reload::Live;
-use crate::request_id::{self, RequestId};
-use crate::respond::{self, X_REQUEST_ID};
+use crate::request_id::Id;
+use crate::respond::{self, Refused, X_REQUEST_ID};
 
 static DEFAULT_RULE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("(default)"));
 
@@ -81,23 +81,42 @@ pub struct Conn {
     pub tls: bool,
 }
 
-/// A request id, a new one or a trusted peer's, held as the header value
-/// that the upstream request and the response both carry.
-struct Id(HeaderValue);
+/// A request's answer, as [`handle`] gives it. The request id goes on it
+/// when it is written.
+#[derive(Debug)]
+pub struct Answer {
+    /// The request id, sent as `X-Request-Id`.
+    pub id: Id,
+    /// The answer itself.
+    pub kind: Answered,
+}
 
-impl Id {
-    fn new() -> Id {
-        let id: RequestId = request_id::new();
-        Id(HeaderValue::from_str(id.as_str()).expect("hex digits make a header value"))
-    }
+/// What a request is answered with.
+#[derive(Debug)]
+pub enum Answered {
+    /// A response: an upstream's, a file, `OPTIONS *`. Any `X-Request-Id`
+    /// of its own gives way to the request's.
+    Response(Response<Logged>),
+    /// A refusal, with its access line and in-flight mark in a [`Logged`]
+    /// without a body, to be dropped once the refusal is written.
+    Refused(Refused, Logged),
+}
 
-    fn as_str(&self) -> &str {
-        // Only hex digits or `[A-Za-z0-9._-]` (request_id::is_acceptable).
-        self.0.to_str().unwrap_or("")
-    }
-
-    fn value(&self) -> &HeaderValue {
-        &self.0
+impl Answer {
+    /// The answer as a response with every header in place (for hyper's
+    /// server).
+    pub fn into_response(self) -> Response<Logged> {
+        match self.kind {
+            Answered::Response(mut response) => {
+                response
+                    .headers_mut()
+                    .insert(X_REQUEST_ID.clone(), self.id.header_value());
+                response
+            }
+            Answered::Refused(refused, logged) => refused
+                .into_response(&self.id)
+                .map(|body| logged.with_body(body)),
+        }
     }
 }
 
@@ -184,7 +203,7 @@ impl Exchange<'_> {
             client_header: self.policy.client_ip.header.header_name(),
             proto: if self.conn.tls { "https" } else { "http" },
             host,
-            request_id: self.id.value(),
+            request_id: self.id.as_bytes(),
         }
     }
 
@@ -214,9 +233,6 @@ impl Exchange<'_> {
         })
         .await?;
         *response.version_mut() = parts.version;
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), self.id.value().clone());
         Ok(response)
     }
 
@@ -226,31 +242,35 @@ impl Exchange<'_> {
         response: Response<ResponseBody>,
         line: Option<LineBuilder>,
         outcome: LineOutcome,
-    ) -> Response<Logged> {
+    ) -> Answer {
         let elapsed = self.start.elapsed();
         self.counters
             .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
-        self.answer(response, line, outcome)
+        let (id, logged) = self.logged(response.status(), line, outcome);
+        Answer {
+            id,
+            kind: Answered::Response(response.map(|body| logged.with_body(body))),
+        }
     }
 
-    /// A response with its access line attached.
-    fn answer(
+    /// The request's id, and a body-less [`Logged`] holding its access
+    /// line and in-flight mark.
+    fn logged(
         self,
-        response: Response<ResponseBody>,
+        status: http::StatusCode,
         line: Option<LineBuilder>,
         outcome: LineOutcome,
-    ) -> Response<Logged> {
-        let status = response.status().as_u16();
+    ) -> (Id, Logged) {
         let pending = line.map(|l| {
             l.pending(
                 outcome,
-                status,
+                status.as_u16(),
                 self.start,
                 Arc::clone(&self.shared.access_log),
             )
         });
-        let in_flight = Some(self.in_flight);
-        response.map(|body| Logged::new(body, pending, in_flight))
+        let logged = Logged::new(ResponseBody::Empty, pending, Some(self.in_flight));
+        (self.id, logged)
     }
 
     /// The refusal response, and how it is logged.
@@ -260,13 +280,8 @@ impl Exchange<'_> {
         roles: Option<&[String]>,
         accept: Option<&HeaderValue>,
         line: Option<LineBuilder>,
-    ) -> Response<Logged> {
-        let mut response = respond::refusal(self.policy, refusal, roles, self.id.value(), accept);
-        if refusal.status == http::StatusCode::REQUEST_TIMEOUT {
-            response
-                .headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
+    ) -> Answer {
+        let refused = respond::refusal(self.policy, refusal, roles, &self.id, accept);
         let rule = match refusal.rule {
             Some(r) => Some(Arc::clone(&self.policy.rule(r).name)),
             None if refusal.reason == Reason::DefaultDeny => Some(Arc::clone(&DEFAULT_RULE)),
@@ -297,7 +312,11 @@ impl Exchange<'_> {
             rule,
             upstream: None,
         };
-        self.answer(response, line, outcome)
+        let (id, logged) = self.logged(refused.status(), line, outcome);
+        Answer {
+            id,
+            kind: Answered::Refused(refused, logged),
+        }
     }
 }
 
@@ -324,7 +343,7 @@ pub async fn handle(
     state: &Arc<ConnState>,
     parts: Parts,
     body: Option<Incoming>,
-) -> Response<Logged> {
+) -> Answer {
     let in_flight = InFlight::start(state);
     let start = Instant::now();
     let live = shared.live.load_full();
@@ -342,10 +361,12 @@ pub async fn handle(
     } else {
         peer
     };
-    let id = match parts.headers.get(&X_REQUEST_ID) {
-        Some(v) if trusted && request_id::is_acceptable(v.as_bytes()) => Id(v.clone()),
-        _ => Id::new(),
-    };
+    let id = parts
+        .headers
+        .get(&X_REQUEST_ID)
+        .filter(|_| trusted)
+        .and_then(|v| Id::given(v.as_bytes()))
+        .unwrap_or_else(Id::fresh);
     let mut ex = Exchange {
         shared,
         policy,
@@ -361,11 +382,13 @@ pub async fn handle(
     let accept = parts.headers.get(ACCEPT);
 
     // 2. Framing, the target and the canonical path (SPEC 5).
-    let duplicate_length = state.take_duplicate_length();
-    let framed = if duplicate_length {
-        Err(TargetError::Bad("several Content-Length headers"))
-    } else {
-        framing(&parts)
+    // A request read by `h1` has neither header (it would have gone to hyper).
+    let framed = match &body {
+        None => Ok(()),
+        Some(_) if state.take_duplicate_length() => {
+            Err(TargetError::Bad("several Content-Length headers"))
+        }
+        Some(_) => framing(&parts),
     };
     let target = match framed.and_then(|()| target(&parts)) {
         Ok(t) => t,
@@ -382,7 +405,7 @@ pub async fn handle(
                         decision: "allow",
                         ..LineOutcome::default()
                     };
-                    let response = respond::options_star(ex.id.as_str());
+                    let response = respond::options_star();
                     ex.allow(response, line, outcome)
                 }
                 TargetError::Connect => {
@@ -469,10 +492,7 @@ pub async fn handle(
             )
             .await;
             match served {
-                Served::Response(mut response) => {
-                    response
-                        .headers_mut()
-                        .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
+                Served::Response(response) => {
                     let outcome = LineOutcome {
                         decision: "allow",
                         reason: None,
@@ -482,18 +502,20 @@ pub async fn handle(
                     ex.allow(response, line, outcome)
                 }
                 Served::Refused(refusal) => {
-                    let mut response = ex.refuse(&refusal, None, accept, line);
-                    if refusal.reason == Reason::MethodNotAllowed {
-                        response
-                            .headers_mut()
-                            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                    let mut answer = ex.refuse(&refusal, None, accept, line);
+                    if let Answered::Refused(refused, _) = &mut answer.kind {
+                        refused.allow("GET, HEAD");
                     }
-                    response
+                    answer
                 }
             }
         }
         policy::Target::Upstream(upstream) => {
-            let client_host = target.host.and_then(|h| HeaderValue::from_str(h).ok());
+            // Nearly always the Host header itself: shared, not copied.
+            let client_host = match (target.host, parts.headers.get(http::header::HOST)) {
+                (Some(h), Some(sent)) if sent.as_bytes() == h.as_bytes() => Some(sent.clone()),
+                (h, _) => h.and_then(|h| HeaderValue::from_str(h).ok()),
+            };
             let outcome = LineOutcome {
                 decision: "allow",
                 reason: None,
@@ -710,7 +732,7 @@ async fn proxy(
     client_host: Option<HeaderValue>,
     line: Option<LineBuilder>,
     outcome: LineOutcome,
-) -> Response<Logged> {
+) -> Answer {
     let version = parts.version;
     let upgrade = upgrade_token(&parts);
     let body = match body {
@@ -779,9 +801,6 @@ async fn proxy(
             let upstream_upgrade = response.headers().get(http::header::UPGRADE).cloned();
             forward::client_response(&mut response);
             *response.version_mut() = version;
-            response
-                .headers_mut()
-                .insert(X_REQUEST_ID.clone(), ex.id.value().clone());
             if let (true, Some(client), Some(token)) = (switching, client_upgrade, upstream_upgrade)
             {
                 let headers = response.headers_mut();

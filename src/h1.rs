@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use crate::conn::{ConnState, ConnTimeout};
 use crate::fetch::{Span, parse_length, span_of};
 use crate::forward::{self, Listed};
-use crate::gateway::{Conn, Shared, handle};
+use crate::gateway::{Answer, Answered, Conn, Shared, handle};
 use crate::log::Logged;
 use crate::respond::X_REQUEST_ID;
 
@@ -226,7 +226,7 @@ where
             }
         };
         let keep = !head.close && !is_stopping(stop.as_mut(), &mut stopping);
-        if !write_response(io, &mut out, response, head_only, version, keep).await? {
+        if !write_answer(io, &mut out, response, head_only, version, keep).await? {
             return Ok(None);
         }
         if out.capacity() > FLUSH_AT {
@@ -439,10 +439,67 @@ enum Framing {
 /// (HEAD when `head_only`). Returns whether the connection can carry
 /// another request: `keep` unless the response says `close` or can only be
 /// ended by closing. An error leaves the connection unusable.
+async fn write_answer<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    out: &mut Vec<u8>,
+    answer: Answer,
+    head_only: bool,
+    version: Version,
+    keep: bool,
+) -> io::Result<bool> {
+    let id = answer.id.as_bytes();
+    let (refused, mut logged) = match answer.kind {
+        Answered::Response(response) => {
+            return write_response(io, out, response, id, head_only, version, keep).await;
+        }
+        Answered::Refused(refused, logged) => (refused, logged),
+    };
+    // A refusal's head is written from fixed strings: no header map.
+    status_line(out, version, refused.status());
+    refused.each_header(|name, value| header_line(out, name.as_str().as_bytes(), value.as_bytes()));
+    header_line(out, X_REQUEST_ID.as_str().as_bytes(), id);
+    // Refusals are never 1xx, 204 or 304: the length is always said.
+    let length = refused.body_len(id);
+    header_line(
+        out,
+        b"content-length",
+        itoa::Buffer::new().format(length).as_bytes(),
+    );
+    let keep = keep && !refused.closes();
+    end_head(out, version, keep, false, false);
+    if !head_only {
+        refused.write_body(id, out);
+        logged.count_sent(length as u64);
+    }
+    // Dropping it ends the access line and the request.
+    drop(logged);
+    write_all(io, out, &[]).await?;
+    Ok(keep)
+}
+
+/// The connection headers and `Date`, as hyper says them: HTTP/1.0 closes
+/// unless told otherwise, HTTP/1.1 stays open unless told otherwise. Then
+/// the blank line.
+fn end_head(out: &mut Vec<u8>, version: Version, keep: bool, says_close: bool, dated: bool) {
+    if version == Version::HTTP_10 {
+        if keep {
+            header_line(out, b"connection", b"keep-alive");
+        }
+    } else if !keep && !says_close {
+        header_line(out, b"connection", b"close");
+    }
+    if !dated {
+        DATE_NOW.with(|date| header_line(out, b"date", date.borrow_mut().now()));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a response, with `X-Request-Id: id` in place of any of its own.
 async fn write_response<T: AsyncWrite + Unpin>(
     io: &mut T,
     out: &mut Vec<u8>,
     response: Response<Logged>,
+    id: &[u8],
     head_only: bool,
     version: Version,
     mut keep: bool,
@@ -454,7 +511,7 @@ async fn write_response<T: AsyncWrite + Unpin>(
     let mut dated = false;
     let mut connection = Listed::new();
     for (name, value) in &parts.headers {
-        if name == TRANSFER_ENCODING {
+        if name == TRANSFER_ENCODING || name == X_REQUEST_ID {
             continue;
         }
         if name == CONTENT_LENGTH {
@@ -511,20 +568,9 @@ async fn write_response<T: AsyncWrite + Unpin>(
             Framing::Chunked
         }
     };
-    // The connection's fate, said as hyper says it: HTTP/1.0 closes unless
-    // told otherwise, HTTP/1.1 stays open unless told otherwise.
     keep &= !says_close && framing != Framing::Close;
-    if version == Version::HTTP_10 {
-        if keep {
-            header_line(out, b"connection", b"keep-alive");
-        }
-    } else if !keep && !says_close {
-        header_line(out, b"connection", b"close");
-    }
-    if !dated {
-        DATE_NOW.with(|date| header_line(out, b"date", date.borrow_mut().now()));
-    }
-    out.extend_from_slice(b"\r\n");
+    header_line(out, X_REQUEST_ID.as_str().as_bytes(), id);
+    end_head(out, version, keep, says_close, dated);
     if framing == Framing::None {
         // Dropping the body ends its access line and the request.
         drop(body);

@@ -267,6 +267,17 @@ impl Logged {
         }
     }
 
+    /// Puts `inner` in place of the body.
+    pub fn with_body(mut self, inner: ResponseBody) -> Logged {
+        self.inner = inner;
+        self
+    }
+
+    /// Counts `n` bytes as sent (for a body written without being polled).
+    pub fn count_sent(&mut self, n: u64) {
+        self.sent += n;
+    }
+
     fn finish(&mut self) {
         if let Some(line) = self.line.take() {
             line.finish(self.sent);

@@ -7,6 +7,9 @@
 //! exactly like a missing page.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use http::header::{ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Response, StatusCode};
@@ -14,6 +17,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode};
 use crate::body::ResponseBody;
 use crate::decision::{Reason, Refusal, RuleId};
 use crate::policy::Policy;
+use crate::request_id::Id;
 
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -30,13 +34,13 @@ const ID_MARK: &str = "@@edgeguard-request-id@@";
 pub struct Prebuilt {
     status: StatusCode,
     reason: Reason,
-    json: (Box<str>, Box<str>),
-    html: (Box<str>, Box<str>),
+    json: (Arc<str>, Arc<str>),
+    html: (Arc<str>, Arc<str>),
 }
 
 impl Prebuilt {
     fn of(view: &RefusalView<'_>) -> Prebuilt {
-        let split = |body: String| -> (Box<str>, Box<str>) {
+        let split = |body: String| -> (Arc<str>, Arc<str>) {
             let (before, after) = body
                 .split_once(ID_MARK)
                 .expect("the body holds the id once");
@@ -50,13 +54,9 @@ impl Prebuilt {
         }
     }
 
-    fn body(&self, html: bool, id: &[u8]) -> Vec<u8> {
+    fn body(&self, html: bool) -> RefusedBody {
         let (before, after) = if html { &self.html } else { &self.json };
-        let mut body = Vec::with_capacity(before.len() + id.len() + after.len());
-        body.extend_from_slice(before.as_bytes());
-        body.extend_from_slice(id);
-        body.extend_from_slice(after.as_bytes());
-        body
+        RefusedBody::Around(Arc::clone(before), Arc::clone(after))
     }
 }
 
@@ -135,80 +135,168 @@ impl RefusalBodies {
     }
 }
 
-/// The HTTP answer for a refusal: JSON, or HTML when the client prefers it
+/// A refusal ready to be written: its status, its headers (fixed strings
+/// but for the request id, which the writer adds, and the length) and its
+/// body. The HTTP/1 loop writes it without a header map; hyper's server
+/// gets it as a response ([`Refused::into_response`]).
+#[derive(Debug)]
+pub struct Refused {
+    status: StatusCode,
+    html: bool,
+    /// What the reason adds: `WWW-Authenticate` or `Allow`.
+    extra: Option<(Extra, &'static str)>,
+    /// The connection ends after it (`Connection: close`).
+    close: bool,
+    body: RefusedBody,
+}
+
+/// The headers a reason adds to a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    WwwAuthenticate,
+    Allow,
+}
+
+#[derive(Debug)]
+enum RefusedBody {
+    /// Made with the policy: the request id goes between the two.
+    Around(Arc<str>, Arc<str>),
+    /// Made for this request, the request id in it (role refusals).
+    Whole(Bytes),
+}
+
+impl Refused {
+    /// The status sent.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Whether the connection ends after this answer.
+    pub fn closes(&self) -> bool {
+        self.close
+    }
+
+    /// Names these methods in `Allow`, if this is a `405`.
+    pub fn allow(&mut self, methods: &'static str) {
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            self.extra = Some((Extra::Allow, methods));
+        }
+    }
+
+    /// Calls `emit` with each header but `X-Request-Id`, `Content-Length`,
+    /// `Connection` and `Date`, which the writer adds.
+    pub fn each_header(&self, mut emit: impl FnMut(&HeaderName, &'static str)) {
+        emit(
+            &CONTENT_TYPE,
+            if self.html {
+                "text/html; charset=utf-8"
+            } else {
+                "application/json"
+            },
+        );
+        emit(&CACHE_CONTROL, "no-store");
+        match self.extra {
+            Some((Extra::WwwAuthenticate, value)) => emit(&WWW_AUTHENTICATE, value),
+            Some((Extra::Allow, value)) => emit(&ALLOW, value),
+            None => {}
+        }
+    }
+
+    /// The body's length with `id` in it.
+    pub fn body_len(&self, id: &[u8]) -> usize {
+        match &self.body {
+            RefusedBody::Around(before, after) => before.len() + id.len() + after.len(),
+            RefusedBody::Whole(body) => body.len(),
+        }
+    }
+
+    /// Writes the body, with `id` in it, behind `out`.
+    pub fn write_body(&self, id: &[u8], out: &mut Vec<u8>) {
+        match &self.body {
+            RefusedBody::Around(before, after) => {
+                out.extend_from_slice(before.as_bytes());
+                out.extend_from_slice(id);
+                out.extend_from_slice(after.as_bytes());
+            }
+            RefusedBody::Whole(body) => out.extend_from_slice(body),
+        }
+    }
+
+    /// The refusal as a response, with `X-Request-Id: id`.
+    pub fn into_response(self, id: &Id) -> Response<ResponseBody> {
+        let body = match self.body {
+            RefusedBody::Whole(ref body) => body.clone(),
+            RefusedBody::Around(..) => {
+                let mut body = Vec::with_capacity(self.body_len(id.as_bytes()));
+                self.write_body(id.as_bytes(), &mut body);
+                Bytes::from(body)
+            }
+        };
+        let mut response = Response::new(ResponseBody::full(body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        self.each_header(|name, value| {
+            headers.insert(name.clone(), HeaderValue::from_static(value));
+        });
+        headers.insert(X_REQUEST_ID.clone(), id.header_value());
+        if self.close {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}
+
+/// The answer for a refusal: JSON, or HTML when the client prefers it
 /// (SPEC 7). Bodies come ready-made from the policy where they can;
 /// role refusals, which name the token's roles, are made per request.
 pub fn refusal(
     policy: &Policy,
     refusal: &Refusal,
     roles: Option<&[String]>,
-    id: &HeaderValue,
+    id: &Id,
     accept: Option<&HeaderValue>,
-) -> Response<ResponseBody> {
+) -> Refused {
     let html = prefers_html(accept);
     let made = (refusal.reason != Reason::RoleInsufficient)
         .then(|| policy.refusal_bodies.find(refusal))
         .flatten();
     let (body, status, reason) = match made {
-        Some(p) => (p.body(html, id.as_bytes()), p.status, p.reason),
+        Some(p) => (p.body(html), p.status, p.reason),
         None => {
-            let view = RefusalView::new(policy, refusal, roles, id.to_str().unwrap_or(""));
+            let view = RefusalView::new(policy, refusal, roles, id.as_str());
             let body = if html { view.html() } else { view.json() };
-            (body.into_bytes(), view.status, view.reason)
+            (
+                RefusedBody::Whole(Bytes::from(body)),
+                view.status,
+                view.reason,
+            )
         }
     };
-    respond_with(body, html, status, reason, id)
-}
-
-fn respond_with(
-    body: Vec<u8>,
-    html: bool,
-    status: StatusCode,
-    reason: Reason,
-    id: &HeaderValue,
-) -> Response<ResponseBody> {
-    let content_type = if html {
-        "text/html; charset=utf-8"
-    } else {
-        "application/json"
+    let extra = match reason {
+        Reason::TokenMissing => Some((Extra::WwwAuthenticate, "Bearer")),
+        Reason::TokenInvalid => Some((Extra::WwwAuthenticate, "Bearer error=\"invalid_token\"")),
+        Reason::MethodNotAllowed => Some((Extra::Allow, ALLOWED_METHODS)),
+        _ => None,
     };
-    let mut response = Response::new(ResponseBody::full(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_REQUEST_ID.clone(), id.clone());
-    match reason {
-        Reason::TokenMissing => {
-            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        Reason::TokenInvalid => {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-        }
-        Reason::MethodNotAllowed => {
-            headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-        }
+    Refused {
+        status,
+        html,
+        extra,
         // A request that could not be read, or whose body was not read to
-        // its end, leaves the connection in no state to carry another.
-        Reason::BadRequest | Reason::BodyTooLarge => {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        _ => {}
+        // its end (too large, too slow), leaves the connection in no state
+        // to carry another.
+        close: matches!(reason, Reason::BadRequest | Reason::BodyTooLarge)
+            || status == StatusCode::REQUEST_TIMEOUT,
+        body,
     }
-    response
 }
 
 /// The answer to `OPTIONS *`: 200 with `Allow`, no body.
-pub fn options_star(request_id: &str) -> Response<ResponseBody> {
+pub fn options_star() -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::Empty);
-    let headers = response.headers_mut();
-    headers.insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert(X_REQUEST_ID.clone(), id);
-    }
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
     response
 }
 

@@ -373,7 +373,8 @@ async fn serve_http<T>(
         let state = Arc::clone(&state);
         async move {
             let (parts, body) = request.into_parts();
-            Ok::<_, Infallible>(handle(&shared, conn, &state, parts, Some(body)).await)
+            let answer = handle(&shared, conn, &state, parts, Some(body)).await;
+            Ok::<_, Infallible>(answer.into_response())
         }
     });
     let builder = builder(limits);

@@ -191,3 +191,88 @@ fn http_2_starts_only_on_a_connection_s_first_bytes() {
     );
     assert_eq!(stub.targets(), ["/a"]);
 }
+
+/// A refusal, as one loop or the other answers it: everything but `Date`,
+/// with the request id taken out of the headers and the body.
+fn refusal_shape(r: &crate::common::gateway::Raw) -> (u16, Vec<(String, String)>, String) {
+    let id = r.header("x-request-id").expect("request id").to_owned();
+    let mut headers: Vec<_> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n != "date")
+        .map(|(n, v)| (n.clone(), v.replace(&id, "ID")))
+        .collect();
+    headers.sort();
+    (r.status, headers, r.text().replace(&id, "ID"))
+}
+
+#[test]
+fn refusals_read_the_same_from_the_gateways_loop_and_from_hypers() {
+    let jwks = crate::common::repo().join("tests/fixtures/auth/jwks.json");
+    let book = format!(
+        "[auth]\njwks_file = {:?}\n[[route]]\nupstream = \"{{upstream}}\"\n\
+         [[rule]]\nname = \"secret\"\naction = \"deny\"\npath_prefix = [\"/secret\"]\n\
+         [[rule]]\nname = \"admins\"\naction = \"require\"\npath_prefix = [\"/admin\"]\n\
+         roles = [\"admin\"]\n",
+        jwks.display().to_string()
+    );
+    let stub = Stub::start();
+    let gw = Gateway::start(&book, Some(stub.addr));
+    let cases: &[(&str, &str, u16)] = &[
+        ("/secret", "", 403),
+        ("/secret", "Accept: text/html\r\n", 403),
+        ("/admin", "", 401),
+        ("/admin", "Authorization: Bearer nonsense\r\n", 401),
+        ("/a/%2e%2e%2f", "", 400),
+    ];
+    for &(target, extra, status) in cases {
+        // Bodiless: the gateway's loop. With a length: hyper's. A 400 ends
+        // the connection on both; other refusals leave it open.
+        let closes = status == 400;
+        let ours = answer(
+            gw.addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: t\r\n{extra}\r\n"),
+            closes,
+        );
+        let hypers = answer(
+            gw.addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n{extra}\r\n"),
+            closes,
+        );
+        assert_eq!(ours.status, status, "{target} {extra:?}: {ours:?}");
+        assert_eq!(
+            refusal_shape(&ours),
+            refusal_shape(&hypers),
+            "{target} {extra:?}"
+        );
+    }
+    // HEAD: the same head, the length of the body it does not carry.
+    let get = answer(gw.addr, "GET /secret HTTP/1.1\r\nHost: t\r\n\r\n", false);
+    let mut c = Client::connect(gw.addr);
+    c.send(b"HEAD /secret HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.read(true);
+    assert_eq!(head.status, 403);
+    assert_eq!(
+        head.header("content-length").map(str::to_owned),
+        Some(get.body.len().to_string())
+    );
+    c.send(b"GET /secret HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read(false).json()["reason"], "path_denied");
+    assert!(stub.targets().is_empty(), "{:?}", stub.targets());
+}
+
+/// The answer to one request on a new connection, checking that the
+/// gateway then closes the connection or (when `closes` is false) answers
+/// another request on it.
+fn answer(addr: std::net::SocketAddr, request: &str, closes: bool) -> crate::common::gateway::Raw {
+    let mut c = Client::connect(addr);
+    c.send(request.as_bytes());
+    let r = c.read(false);
+    if closes {
+        assert!(c.is_closed(), "not closed after {r:?}");
+    } else {
+        c.send(b"GET /secret HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(c.read(false).status, 403, "closed after {r:?}");
+    }
+    r
+}
