@@ -112,7 +112,7 @@ impl<'a> Case<'a> {
                 path,
                 upstream_path: None,
                 query: Some(QUERY),
-                headers,
+                headers: headers.into(),
                 token: Token::Missing,
             })
             .collect();

@@ -285,7 +285,7 @@ fn path_hits<'l>(policy: &Policy, path: &str, lazy: &'l mut Lazy<'_>) -> &'l Pat
 
 fn referer<'f, 'l>(facts: &RequestFacts<'f>, lazy: &'l mut Lazy<'f>) -> &'l Referer<'f> {
     lazy.referer
-        .get_or_insert_with(|| crate::host::referer(facts.headers.get_all(REFERER)))
+        .get_or_insert_with(|| crate::host::referer(facts.headers.get_all(&REFERER)))
 }
 
 /// Whether a condition holds for the request.
@@ -310,13 +310,9 @@ fn holds<'f>(
             path_hits(policy, facts.path, lazy).any(range) != *negate
         }
         Condition::QueryRegex { set } => set.is_match(facts.query.unwrap_or("")),
-        Condition::HeaderRegex { headers } => headers.iter().all(|(name, re)| {
-            facts
-                .headers
-                .get_all(name)
-                .iter()
-                .any(|v| re.is_match(v.as_bytes()))
-        }),
+        Condition::HeaderRegex { headers } => headers
+            .iter()
+            .all(|(name, re)| facts.headers.get_all(name).any(|v| re.is_match(v))),
         Condition::Ip { sets, negate } => {
             sets.iter().any(|s| s.contains(facts.client_ip)) != *negate
         }
@@ -384,19 +380,14 @@ fn describe_failure<'f>(
         Condition::HeaderRegex { headers } => {
             let failing = headers
                 .iter()
-                .find(|(name, re)| {
-                    !facts
-                        .headers
-                        .get_all(name)
-                        .iter()
-                        .any(|v| re.is_match(v.as_bytes()))
-                })
-                .map(|(name, _)| name.as_str())
-                .unwrap_or("?");
-            if facts.headers.contains_key(failing) {
-                format!("header {failing} does not match")
-            } else {
-                format!("header {failing} is missing")
+                .find(|(name, re)| !facts.headers.get_all(name).any(|v| re.is_match(v)))
+                .map(|(name, _)| name);
+            match failing {
+                Some(name) if facts.headers.contains(name) => {
+                    format!("header {} does not match", name.as_str())
+                }
+                Some(name) => format!("header {} is missing", name.as_str()),
+                None => "header ? is missing".to_owned(),
             }
         }
         Condition::Ip { negate, .. } => {

@@ -20,11 +20,18 @@ pub fn body(
 ) -> Option<String> {
     let refusal = result.decision.refusal()?;
     let view = RefusalView::new(policy, refusal, result.roles.as_deref(), request_id);
-    Some(if prefers_html(probe.headers.get(http::header::ACCEPT)) {
-        view.html()
-    } else {
-        view.json()
-    })
+    Some(
+        if prefers_html(
+            probe
+                .headers
+                .get(http::header::ACCEPT)
+                .map(http::HeaderValue::as_bytes),
+        ) {
+            view.html()
+        } else {
+            view.json()
+        },
+    )
 }
 
 fn rule_name(policy: &Policy, result: &ProbeResult) -> Option<String> {

@@ -9,7 +9,9 @@
 use std::net::IpAddr;
 
 use http::header::HOST;
-use http::{HeaderMap, Method, Version, request};
+use http::{Method, Version, request};
+
+use crate::headers::Headers;
 
 use crate::geo::Country;
 
@@ -35,7 +37,7 @@ pub struct RequestFacts<'a> {
     /// The query as received, without the `?`.
     pub query: Option<&'a str>,
     /// The request headers (for `header_regex` and the Referer).
-    pub headers: &'a HeaderMap,
+    pub headers: Headers<'a>,
     /// The bearer token, when there is one.
     pub token: Token<'a>,
 }
@@ -53,8 +55,11 @@ pub enum Token<'a> {
 
 impl<'a> Token<'a> {
     /// The bearer token of an `Authorization` header value, if it holds one.
-    pub fn from_authorization(value: Option<&'a http::HeaderValue>) -> Token<'a> {
-        let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+    pub fn from_authorization(value: Option<&'a [u8]>) -> Token<'a> {
+        let Some(value) = value
+            .filter(|v| v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
+            .and_then(|v| std::str::from_utf8(v).ok())
+        else {
             return Token::Missing;
         };
         let mut parts = value.trim().splitn(2, ' ');
@@ -102,7 +107,10 @@ pub enum TargetError {
 /// reduced to its path, its authority standing for Host; in HTTP/2,
 /// `:authority` is the host and a differing Host header is refused; an
 /// HTTP/1.1 request needs exactly one Host header; `*` is only for `OPTIONS`.
-pub fn target(parts: &request::Parts) -> Result<Target<'_>, TargetError> {
+pub fn target<'a>(
+    parts: &'a request::Parts,
+    headers: Headers<'a>,
+) -> Result<Target<'a>, TargetError> {
     if parts.method == Method::CONNECT {
         return Err(TargetError::Connect);
     }
@@ -114,11 +122,11 @@ pub fn target(parts: &request::Parts) -> Result<Target<'_>, TargetError> {
             Err(TargetError::Bad("\"*\" is only a target for OPTIONS"))
         };
     }
-    let mut hosts = parts.headers.get_all(HOST).iter();
+    let mut hosts = headers.get_all(&HOST);
     let host_header = match (hosts.next(), hosts.next()) {
         (_, Some(_)) => return Err(TargetError::Bad("several Host headers")),
         (Some(h), None) => Some(
-            h.to_str()
+            std::str::from_utf8(h)
                 .ok()
                 .filter(|h| is_host(h))
                 .ok_or(TargetError::Bad("invalid Host header"))?,
@@ -297,7 +305,11 @@ mod tests {
         ];
         for (m, t, v, hosts, host, path, query) in ok {
             let p = parts(m, t, v, hosts);
-            assert_eq!(target(&p), Ok(Target { host, path, query }), "{m} {t}");
+            assert_eq!(
+                target(&p, (&p.headers).into()),
+                Ok(Target { host, path, query }),
+                "{m} {t}"
+            );
         }
         let bad = [
             (
@@ -394,7 +406,7 @@ mod tests {
         ];
         for (m, t, v, hosts, err) in bad {
             let p = parts(m, t, v, hosts);
-            assert_eq!(target(&p), Err(err), "{m} {t}");
+            assert_eq!(target(&p, (&p.headers).into()), Err(err), "{m} {t}");
         }
     }
 
@@ -411,7 +423,7 @@ mod tests {
         for (header, expected) in table {
             let value = http::HeaderValue::from_str(header).expect("valid header");
             assert_eq!(
-                Token::from_authorization(Some(&value)),
+                Token::from_authorization(Some(value.as_bytes())),
                 expected,
                 "{header:?}"
             );

@@ -37,6 +37,7 @@ use tokio::net::TcpStream;
 
 use crate::body::{BodyError, ResponseBody};
 use crate::forward::{self, ForwardError, Idle, Listed, Origin, Pool};
+use crate::headers::Headers;
 
 /// The longest response head read (nginx's default is 4 or 8 KiB).
 const MAX_HEAD: usize = 64 * 1024;
@@ -66,7 +67,7 @@ pub struct Outgoing<'a> {
     /// The target in origin form: the canonical path and the query.
     pub target: &'a str,
     /// The client's headers, as received.
-    pub headers: &'a HeaderMap,
+    pub headers: Headers<'a>,
     /// Where the request came from.
     pub origin: &'a Origin<'a>,
     /// The `Host` the upstream gets.
@@ -82,7 +83,7 @@ impl Outgoing<'_> {
         head.extend_from_slice(self.target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         forward::each_upstream_header(self.headers, self.origin, self.host, |name, value| {
-            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(name.as_bytes());
             head.extend_from_slice(b": ");
             value.write_to(&mut head);
             head.extend_from_slice(b"\r\n");
@@ -244,7 +245,7 @@ struct Head {
 }
 
 /// Where a header's name and value lie in the head.
-#[derive(Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Span {
     pub(crate) name: (u32, u32),
     pub(crate) value: (u32, u32),

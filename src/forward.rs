@@ -24,6 +24,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::body::RequestBody;
+use crate::headers::{self, Headers, Name};
 
 /// Idle connections kept per upstream and worker.
 const MAX_IDLE_PER_UPSTREAM: usize = 64;
@@ -87,6 +88,62 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
+/// What the upstream request does with a client header, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Never passed on: hop-by-hop, or set by the gateway (`Host`,
+    /// `X-Request-Id`, `X-Forwarded-For`).
+    Dropped,
+    /// `X-Forwarded-Proto`: passed on from a trusted peer.
+    Proto,
+    /// `X-Forwarded-Host`: passed on from a trusted peer.
+    ForwardedHost,
+    /// Another forwarding header (`X-Forwarded-*`, `Forwarded`,
+    /// `X-Real-IP`): passed on from a trusted peer.
+    Forwarding,
+    /// Anything else.
+    Other,
+}
+
+/// The kind of a header name, in any case: one length switch and a
+/// comparison or two, instead of a comparison with every name listed.
+fn kind_of(name: Name<'_>) -> Kind {
+    let mut lower = [0u8; 24];
+    let name = match name {
+        Name::Map(name) => name.as_str().as_bytes(),
+        Name::Raw(name) if name.len() <= lower.len() => {
+            let lower = &mut lower[..name.len()];
+            lower.copy_from_slice(name);
+            lower.make_ascii_lowercase();
+            lower
+        }
+        // Longer than any name listed below.
+        Name::Raw(name) if name[..12].eq_ignore_ascii_case(b"x-forwarded-") => {
+            return Kind::Forwarding;
+        }
+        Name::Raw(_) => return Kind::Other,
+    };
+    match name {
+        b"connection"
+        | b"te"
+        | b"trailer"
+        | b"transfer-encoding"
+        | b"upgrade"
+        | b"proxy-authenticate"
+        | b"proxy-authorization"
+        | b"keep-alive"
+        | b"proxy-connection"
+        | b"host"
+        | b"x-request-id"
+        | b"x-forwarded-for" => Kind::Dropped,
+        b"x-forwarded-proto" => Kind::Proto,
+        b"x-forwarded-host" => Kind::ForwardedHost,
+        b"forwarded" | b"x-real-ip" => Kind::Forwarding,
+        n if n.starts_with(b"x-forwarded-") => Kind::Forwarding,
+        _ => Kind::Other,
+    }
+}
+
 /// The header names that `Connection` headers list, as sent; requests
 /// carry few, so they are kept inline.
 pub(crate) struct Listed<'h> {
@@ -106,10 +163,10 @@ impl<'h> Listed<'h> {
     }
 
     /// The names `headers`' `Connection` values list.
-    fn of(headers: &'h HeaderMap) -> Listed<'h> {
+    fn of(headers: impl Into<Headers<'h>>) -> Listed<'h> {
         let mut listed = Listed::new();
-        for value in headers.get_all(header::CONNECTION) {
-            listed.add(value.as_bytes());
+        for value in headers.into().get_all(&header::CONNECTION) {
+            listed.add(value);
         }
         listed
     }
@@ -133,17 +190,21 @@ impl<'h> Listed<'h> {
 
     /// Whether `name` (lowercase) is listed, in any case.
     pub(crate) fn contains(&self, name: &str) -> bool {
+        self.contains_bytes(name.as_bytes())
+    }
+
+    fn contains_bytes(&self, name: &[u8]) -> bool {
         self.inline[..self.len]
             .iter()
             .chain(&self.more)
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|t| t.eq_ignore_ascii_case(name))
     }
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1, plus `Proxy-Connection` and
 /// `Keep-Alive`) and every header that `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = Listed::of(headers);
+    let listed = Listed::of(&*headers);
     let mut removals: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
         if is_hop_by_hop(name) || listed.contains(name.as_str()) {
@@ -175,16 +236,6 @@ pub struct Origin<'a> {
     pub request_id: &'a [u8],
 }
 
-/// Whether a header names the client or the original request, which only a
-/// trusted peer may send: `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the
-/// configured client header.
-fn is_forwarding(name: &HeaderName, client_header: &HeaderName) -> bool {
-    name.as_str().starts_with("x-forwarded-")
-        || name == header::FORWARDED
-        || name == X_REAL_IP
-        || name == client_header
-}
-
 /// A value of the upstream request's headers.
 #[derive(Debug, Clone, Copy)]
 pub enum Value<'a> {
@@ -196,7 +247,7 @@ pub enum Value<'a> {
     /// are visible ASCII), then the peer, joined by ", ".
     Appended {
         /// The client's headers.
-        headers: &'a HeaderMap,
+        headers: Headers<'a>,
         /// The peer's address as a value.
         peer: &'a HeaderValue,
     },
@@ -211,7 +262,7 @@ impl Value<'_> {
             Value::Made(b) => out.extend_from_slice(b),
             Value::Appended { headers, peer } => {
                 for v in forwarded_for(headers) {
-                    out.extend_from_slice(v.as_bytes());
+                    out.extend_from_slice(v);
                     out.extend_from_slice(b", ");
                 }
                 out.extend_from_slice(peer.as_bytes());
@@ -238,11 +289,10 @@ impl Value<'_> {
 }
 
 /// A trusted peer's `X-Forwarded-For` values that are visible ASCII.
-fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &HeaderValue> {
+fn forwarded_for(headers: Headers<'_>) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter(|v| v.to_str().is_ok())
+        .filter(|v| v.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
 }
 
 /// Calls `emit` with every header of the upstream request, in order. First
@@ -253,61 +303,68 @@ fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &HeaderValue> {
 /// `X-Forwarded-Host` (a trusted peer's kept), `X-Request-Id`, and `Host`.
 /// `Connection` can never remove what the gateway adds.
 pub fn each_upstream_header(
-    headers: &HeaderMap,
+    headers: Headers<'_>,
     origin: &Origin<'_>,
     host: &HeaderValue,
-    mut emit: impl FnMut(&HeaderName, Value<'_>),
+    mut emit: impl FnMut(Name<'_>, Value<'_>),
 ) {
     let listed = Listed::of(headers);
-    let is_listed = |name: &HeaderName| listed.contains(name.as_str());
     let (mut kept_proto, mut kept_host) = (false, false);
-    for (name, value) in headers {
-        if is_hop_by_hop(name)
-            || name == header::HOST
-            || name == crate::respond::X_REQUEST_ID
-            || name == X_FORWARDED_FOR
-            || (!origin.trusted && is_forwarding(name, origin.client_header))
-            || is_listed(name)
+    for (name, value) in headers.iter() {
+        let kind = kind_of(name);
+        let forwarding = matches!(kind, Kind::Proto | Kind::ForwardedHost | Kind::Forwarding);
+        if kind == Kind::Dropped
+            || (!origin.trusted && (forwarding || name.is(origin.client_header)))
+            || listed.contains_bytes(name.as_bytes())
         {
             continue;
         }
-        kept_proto |= name == X_FORWARDED_PROTO;
-        kept_host |= name == X_FORWARDED_HOST;
-        emit(name, Value::Kept(value));
-    }
-    if origin.trusted && !is_listed(&X_FORWARDED_FOR) {
+        kept_proto |= kind == Kind::Proto;
+        kept_host |= kind == Kind::ForwardedHost;
         emit(
-            &X_FORWARDED_FOR,
+            name,
+            match value {
+                headers::Value::Map(v) => Value::Kept(v),
+                headers::Value::Raw(v) => Value::Made(v),
+            },
+        );
+    }
+    let own = Name::Map;
+    if origin.trusted && !listed.contains(X_FORWARDED_FOR.as_str()) {
+        emit(
+            own(&X_FORWARDED_FOR),
             Value::Appended {
                 headers,
                 peer: origin.peer_value,
             },
         );
     } else {
-        emit(&X_FORWARDED_FOR, Value::Kept(origin.peer_value));
+        emit(own(&X_FORWARDED_FOR), Value::Kept(origin.peer_value));
     }
     if !kept_proto {
         emit(
-            &X_FORWARDED_PROTO,
+            own(&X_FORWARDED_PROTO),
             Value::Kept(&HeaderValue::from_static(origin.proto)),
         );
     }
     if let (false, Some(h)) = (kept_host, origin.host) {
-        emit(&X_FORWARDED_HOST, Value::Kept(h));
+        emit(own(&X_FORWARDED_HOST), Value::Kept(h));
     }
     emit(
-        &crate::respond::X_REQUEST_ID,
+        own(&crate::respond::X_REQUEST_ID),
         Value::Made(origin.request_id),
     );
-    emit(&header::HOST, Value::Kept(host));
+    emit(own(&header::HOST), Value::Kept(host));
 }
 
 /// Rewrites client headers into upstream headers, as
 /// [`each_upstream_header`] lists them.
 pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: &HeaderValue) {
     let mut upstream = HeaderMap::with_capacity(headers.len() + ADDED_HEADERS);
-    each_upstream_header(headers, origin, host, |name, value| {
-        upstream.append(name.clone(), value.to_header_value());
+    each_upstream_header(Headers::Map(headers), origin, host, |name, value| {
+        if let Some(name) = name.to_header_name() {
+            upstream.append(name, value.to_header_value());
+        }
     });
     *headers = upstream;
 }
@@ -637,6 +694,55 @@ mod tests {
         let name = HeaderName::from_static("x-forwarded-for");
         upstream_headers(&mut h, &origin(true, Some(&host), &name), &host);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.9");
+    }
+
+    #[test]
+    fn header_kinds_are_the_same_in_any_case_and_either_way_read() {
+        use Kind::*;
+        let long_forwarding = "x-forwarded-for-some-very-long-custom-name";
+        let cases = [
+            ("connection", Dropped),
+            ("te", Dropped),
+            ("trailer", Dropped),
+            ("transfer-encoding", Dropped),
+            ("upgrade", Dropped),
+            ("proxy-authenticate", Dropped),
+            ("proxy-authorization", Dropped),
+            ("keep-alive", Dropped),
+            ("proxy-connection", Dropped),
+            ("host", Dropped),
+            ("x-request-id", Dropped),
+            ("x-forwarded-for", Dropped),
+            ("x-forwarded-proto", Proto),
+            ("x-forwarded-host", ForwardedHost),
+            ("x-forwarded-port", Forwarding),
+            ("x-forwarded-", Forwarding),
+            (long_forwarding, Forwarding),
+            ("forwarded", Forwarding),
+            ("x-real-ip", Forwarding),
+            ("accept", Other),
+            ("forwarded-for", Other),
+            ("x-forwarded", Other),
+            ("tee", Other),
+            ("x-some-custom-header-longer-than-24", Other),
+        ];
+        for (name, kind) in cases {
+            let header = HeaderName::from_bytes(name.as_bytes()).expect("name");
+            assert_eq!(kind_of(Name::Map(&header)), kind, "{name}");
+            assert_eq!(kind_of(Name::Raw(name.as_bytes())), kind, "{name}");
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(kind_of(Name::Raw(upper.as_bytes())), kind, "{upper}");
+            assert_eq!(
+                is_hop_by_hop(&header),
+                kind == Dropped && is_hop(name),
+                "{name}"
+            );
+        }
+    }
+
+    /// The hop-by-hop names, as RFC 9110 and common practice list them.
+    fn is_hop(name: &str) -> bool {
+        !matches!(name, "host" | "x-request-id" | "x-forwarded-for")
     }
 
     #[test]

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use http::header::{ACCEPT, AUTHORIZATION, REFERER, USER_AGENT};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 
 use crate::admin::{Control, Inline, RefusalEvent};
@@ -25,6 +25,7 @@ use crate::fetch;
 use crate::files::{self, Served};
 use crate::forward::{self, ForwardError, Origin};
 use crate::geo::Country;
+use crate::headers::{Headers, RawHeaders};
 use crate::limits::{BodyLimit, LimitedBody};
 use crate::log::{AccessLog, LineBuilder, LineOutcome, Logged};
 use crate::metrics::Counters;
@@ -161,9 +162,11 @@ impl Decided {
 impl Exchange<'_> {
     /// The request fields of the access line, when this request gets one.
     /// `target` carries the path to log: the canonical one once known.
+    #[allow(clippy::too_many_arguments)]
     fn line(
         &self,
         parts: &Parts,
+        headers: Headers<'_>,
         target: &Target<'_>,
         country: Option<Country>,
         dry_run: Option<&DryRunHit>,
@@ -185,8 +188,8 @@ impl Exchange<'_> {
             .opt("query", target.query)
             .str("protocol", protocol(parts.version))
             .opt("country", country.as_ref().map(Country::as_str))
-            .bytes("user_agent", header(&parts.headers, &USER_AGENT))
-            .bytes("referer", header(&parts.headers, &REFERER));
+            .bytes("user_agent", headers.get(&USER_AGENT))
+            .bytes("referer", headers.get(&REFERER));
         if let Some(hit) = dry_run {
             line.str("dry_run_rule", &self.policy.rule(hit.rule).name)
                 .str("dry_run_reason", hit.reason.code());
@@ -214,6 +217,7 @@ impl Exchange<'_> {
     async fn fetch(
         &self,
         parts: &Parts,
+        headers: Headers<'_>,
         trusted: bool,
         route: &Route,
         upstream: &UpstreamUrl,
@@ -224,7 +228,7 @@ impl Exchange<'_> {
         let outgoing = fetch::Outgoing {
             method: &parts.method,
             target,
-            headers: &parts.headers,
+            headers,
             origin: &origin,
             host: upstream_host(client_host, route, upstream),
         };
@@ -278,7 +282,7 @@ impl Exchange<'_> {
         self,
         refusal: &Refusal,
         roles: Option<&[String]>,
-        accept: Option<&HeaderValue>,
+        accept: Option<&[u8]>,
         line: Option<LineBuilder>,
     ) -> Answer {
         let refused = respond::refusal(self.policy, refusal, roles, &self.id, accept);
@@ -294,17 +298,18 @@ impl Exchange<'_> {
         self.counters
             .record_refused(refusal, &self.decided.dry_run_hits, self.start.elapsed());
         if decision == "deny" {
+            // The method and path are already inline: copied as they are.
             let d = &self.decided;
-            self.shared.control.feed.refused(RefusalEvent::new(
-                SystemTime::now(),
-                self.client_ip,
-                d.method.as_str(),
-                d.path.as_str(),
-                refusal.reason,
-                refusal.status.as_u16(),
-                rule.clone(),
-                d.country,
-            ));
+            self.shared.control.feed.refused(RefusalEvent {
+                at: SystemTime::now(),
+                client_ip: self.client_ip,
+                method: d.method,
+                path: d.path,
+                reason: refusal.reason,
+                status: refusal.status.as_u16(),
+                rule: rule.clone(),
+                country: d.country,
+            });
         }
         let outcome = LineOutcome {
             decision,
@@ -320,10 +325,6 @@ impl Exchange<'_> {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &http::HeaderName) -> Option<&'h [u8]> {
-    headers.get(name).map(HeaderValue::as_bytes)
-}
-
 fn protocol(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
@@ -335,15 +336,28 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
+/// How a request was read.
+#[derive(Debug)]
+pub enum Via<'a> {
+    /// By hyper, with its body.
+    Hyper(Incoming),
+    /// By [`crate::h1`]: no body, and the header lines where they lie
+    /// (`parts` has no headers).
+    H1(&'a RawHeaders),
+}
+
 /// Decides and answers one request that came on the connection of `state`.
-/// `body` is `None` for a request read by [`crate::h1`], which has none.
 pub async fn handle(
     shared: &Shared,
     conn: Conn,
     state: &Arc<ConnState>,
     parts: Parts,
-    body: Option<Incoming>,
+    via: Via<'_>,
 ) -> Answer {
+    let (headers, body) = match via {
+        Via::H1(raw) => (Headers::Raw(raw), None),
+        Via::Hyper(body) => (Headers::Map(&parts.headers), Some(body)),
+    };
     let in_flight = InFlight::start(state);
     let start = Instant::now();
     let live = shared.live.load_full();
@@ -354,18 +368,17 @@ pub async fn handle(
     let trusted = policy.client_ip.is_trusted(peer);
     let client_header = &policy.client_ip.header;
     let client_ip = if trusted {
-        let values = parts.headers.get_all(client_header.header_name());
+        let values = headers.get_all(client_header.header_name());
         crate::client_ip::client_ip(peer, values, client_header, |ip| {
             policy.client_ip.is_trusted(ip)
         })
     } else {
         peer
     };
-    let id = parts
-        .headers
+    let id = headers
         .get(&X_REQUEST_ID)
         .filter(|_| trusted)
-        .and_then(|v| Id::given(v.as_bytes()))
+        .and_then(Id::given)
         .unwrap_or_else(Id::fresh);
     let mut ex = Exchange {
         shared,
@@ -379,7 +392,7 @@ pub async fn handle(
         start,
         decided: Decided::new(&parts),
     };
-    let accept = parts.headers.get(ACCEPT);
+    let accept = headers.get(&ACCEPT);
 
     // 2. Framing, the target and the canonical path (SPEC 5).
     // A request read by `h1` has neither header (it would have gone to hyper).
@@ -390,7 +403,7 @@ pub async fn handle(
         }
         Some(_) => framing(&parts),
     };
-    let target = match framed.and_then(|()| target(&parts)) {
+    let target = match framed.and_then(|()| target(&parts, headers)) {
         Ok(t) => t,
         Err(e) => {
             let as_sent = Target {
@@ -398,7 +411,7 @@ pub async fn handle(
                 path: parts.uri.path(),
                 query: parts.uri.query(),
             };
-            let line = ex.line(&parts, &as_sent, None, None, false);
+            let line = ex.line(&parts, headers, &as_sent, None, None, false);
             return match e {
                 TargetError::OptionsStar => {
                     let outcome = LineOutcome {
@@ -420,7 +433,7 @@ pub async fn handle(
     let canonical = match crate::path::canonicalize(target.path, &policy.paths) {
         Ok(c) => c,
         Err(_) => {
-            let line = ex.line(&parts, &target, None, None, false);
+            let line = ex.line(&parts, headers, &target, None, None, false);
             return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
         }
     };
@@ -428,7 +441,7 @@ pub async fn handle(
     let upstream_path = crate::path::upstream_view(&canonical, &policy.paths);
 
     // 3. The decision (SPEC 3).
-    let token = Token::from_authorization(parts.headers.get(AUTHORIZATION));
+    let token = Token::from_authorization(headers.get(&AUTHORIZATION));
     let facts = RequestFacts {
         client_ip,
         country: None,
@@ -437,7 +450,7 @@ pub async fn handle(
         path: &canonical,
         upstream_path: upstream_path.as_deref(),
         query: target.query,
-        headers: &parts.headers,
+        headers,
         token,
     };
     let (mut decision, country) = evaluate_with_country(policy, &facts);
@@ -450,6 +463,7 @@ pub async fn handle(
     };
     let line = ex.line(
         &parts,
+        headers,
         &decided,
         country,
         decision.dry_run_hits.first(),
@@ -480,6 +494,7 @@ pub async fn handle(
     let decide = |candidate: &str| decide_rewritten(policy, &facts, candidate);
     match &route.target {
         policy::Target::Root(root) => {
+            let map = headers.to_map();
             let served = files::serve(
                 root,
                 &route.index,
@@ -487,7 +502,7 @@ pub async fn handle(
                 &parts.method,
                 &canonical,
                 target.query,
-                &parts.headers,
+                &map,
                 &decide,
             )
             .await;
@@ -512,8 +527,8 @@ pub async fn handle(
         }
         policy::Target::Upstream(upstream) => {
             // Nearly always the Host header itself: shared, not copied.
-            let client_host = match (target.host, parts.headers.get(http::header::HOST)) {
-                (Some(h), Some(sent)) if sent.as_bytes() == h.as_bytes() => Some(sent.clone()),
+            let client_host = match (target.host, headers.value(&http::header::HOST)) {
+                (Some(h), Some(sent)) if sent.as_bytes() == h.as_bytes() => Some(sent),
                 (h, _) => h.and_then(|h| HeaderValue::from_str(h).ok()),
             };
             let outcome = LineOutcome {
@@ -522,14 +537,18 @@ pub async fn handle(
                 rule: Some(allow_rule),
                 upstream: Some(upstream.authority.clone()),
             };
+            // `parts` has no headers for a request read by `h1`, which
+            // never carries `Upgrade`.
+            let upgrade = upgrade_token(&parts);
             let wants_index = !route.index.is_empty()
                 && canonical.ends_with('/')
                 && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
-                && upgrade_token(&parts).is_none();
+                && upgrade.is_none();
             let ex = if wants_index {
                 let found = index_fallback(
                     ex,
                     &parts,
+                    headers,
                     trusted,
                     route,
                     upstream,
@@ -557,10 +576,35 @@ pub async fn handle(
             else {
                 return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
             };
+            // Without a body: `fetch`. With one, or an upgrade: hyper's client.
+            let body = match body {
+                Some(body) if upgrade.is_some() || !hyper::body::Body::is_end_stream(&body) => body,
+                _ => {
+                    let fetched = ex
+                        .fetch(
+                            &parts,
+                            headers,
+                            trusted,
+                            route,
+                            upstream,
+                            upstream_target.as_str(),
+                            &client_host,
+                        )
+                        .await;
+                    return match fetched {
+                        Ok(response) => ex.allow(response, line, outcome),
+                        Err(e) => {
+                            let refusal = upstream_refusal(&ex, &e);
+                            ex.refuse(&refusal, None, accept, line)
+                        }
+                    };
+                }
+            };
             proxy(
                 ex,
                 parts,
                 body,
+                upgrade,
                 trusted,
                 route,
                 upstream,
@@ -606,6 +650,7 @@ enum IndexFound<'a> {
 async fn index_fallback<'a>(
     ex: Exchange<'a>,
     parts: &Parts,
+    headers: Headers<'_>,
     trusted: bool,
     route: &Route,
     upstream: &UpstreamUrl,
@@ -629,6 +674,7 @@ async fn index_fallback<'a>(
         let fetched = ex
             .fetch(
                 parts,
+                headers,
                 trusted,
                 route,
                 upstream,
@@ -718,13 +764,14 @@ fn upgrade_token(parts: &Parts) -> Option<HeaderValue> {
     (connection_says_upgrade && !h2c).then(|| upgrade.clone())
 }
 
-/// Forwards an allowed request to its upstream: without a body through
-/// [`fetch`], else (and for upgrades) through hyper's client.
+/// Forwards an allowed request with a body, or an upgrade, to its upstream
+/// through hyper's client.
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
     ex: Exchange<'_>,
     mut parts: Parts,
-    body: Option<Incoming>,
+    body: Incoming,
+    upgrade: Option<HeaderValue>,
     trusted: bool,
     route: &Route,
     upstream: &UpstreamUrl,
@@ -734,29 +781,6 @@ async fn proxy(
     outcome: LineOutcome,
 ) -> Answer {
     let version = parts.version;
-    let upgrade = upgrade_token(&parts);
-    let body = match body {
-        Some(body) if upgrade.is_some() || !hyper::body::Body::is_end_stream(&body) => body,
-        _ => {
-            let fetched = ex
-                .fetch(
-                    &parts,
-                    trusted,
-                    route,
-                    upstream,
-                    target.as_str(),
-                    &client_host,
-                )
-                .await;
-            return match fetched {
-                Ok(response) => ex.allow(response, line, outcome),
-                Err(e) => {
-                    let refusal = upstream_refusal(&ex, &e);
-                    ex.refuse(&refusal, None, parts.headers.get(ACCEPT), line)
-                }
-            };
-        }
-    };
     let accept = parts.headers.get(ACCEPT).cloned();
     let limits = &ex.policy.settings.limits;
     // A declared length over the limit is refused before the upstream hears of it.
@@ -768,7 +792,7 @@ async fn proxy(
             return ex.refuse(
                 &Refusal::of(Reason::BodyTooLarge),
                 None,
-                accept.as_ref(),
+                accept.as_ref().map(HeaderValue::as_bytes),
                 line,
             );
         }
@@ -829,7 +853,12 @@ async fn proxy(
                 },
                 None => upstream_refusal(&ex, &e),
             };
-            ex.refuse(&refusal, None, accept.as_ref(), line)
+            ex.refuse(
+                &refusal,
+                None,
+                accept.as_ref().map(HeaderValue::as_bytes),
+                line,
+            )
         }
     }
 }

@@ -34,17 +34,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{
-    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
-};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::conn::{ConnState, ConnTimeout};
 use crate::fetch::{Span, parse_length, span_of};
-use crate::forward::{self, Listed};
-use crate::gateway::{Answer, Answered, Conn, Shared, handle};
+use crate::forward::Listed;
+use crate::gateway::{Answer, Answered, Conn, Shared, Via, handle};
+use crate::headers::RawHeaders;
 use crate::log::Logged;
 use crate::respond::X_REQUEST_ID;
 
@@ -155,13 +154,16 @@ where
         let _ = stop.wait_for(|stopping| *stopping).await;
     });
     let mut stopping = false;
+    let mut raw = RawHeaders::default();
     loop {
+        // The last head's bytes go: the read buffer can take its room back.
+        raw.clear();
         // Bytes before `checked` hold no end of a head: a head sent in
         // small pieces is parsed again only once it may be whole.
         let mut checked = 0;
         let head = loop {
             if may_end_head(&buf, checked) {
-                match parse(&mut buf, max_head) {
+                match parse(&mut buf, max_head, &mut raw) {
                     Parsed::Served(head) => break head,
                     Parsed::Partial => {}
                     // HTTP/2 with prior knowledge starts a connection; hyper
@@ -210,7 +212,7 @@ where
         served = true;
         let head_only = head.parts.method == Method::HEAD;
         let version = head.parts.version;
-        let mut handling = std::pin::pin!(handle(shared, conn, state, head.parts, None));
+        let mut handling = std::pin::pin!(handle(shared, conn, state, head.parts, Via::H1(&raw)));
         // Most answers are ready at once (every refusal is). One that waits
         // on an upstream or a file is dropped if the client goes away.
         let response = match poll_fn(|cx| Poll::Ready(handling.as_mut().poll(cx))).await {
@@ -294,8 +296,9 @@ async fn client_gone<T: AsyncRead + Unpin>(
 }
 
 /// Parses the buffered bytes as a request head, the way hyper's server
-/// does, and tells whether it is one to serve here.
-fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
+/// does, and tells whether it is one to serve here. A head served here is
+/// split off `buf`, its lines kept in `raw`.
+fn parse(buf: &mut BytesMut, max_head: usize, raw: &mut RawHeaders) -> Parsed {
     if buf.is_empty() {
         return Parsed::Partial;
     }
@@ -343,11 +346,16 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     }
     // `close` wins wherever it is; HTTP/1.0 closes unless asked not to.
     let close = connection.contains("close") || (minor == 0 && !connection.contains("keep-alive"));
-    let head = buf.split_to(len).freeze();
-    match request_parts(&head, method, path, minor, &spans[..count]) {
-        Some(parts) => Parsed::Served(Head { parts, close }),
-        None => {
-            // Not expected after httparse's checks; hyper gets the bytes back.
+    let spans = &spans[..count];
+    let head = buf.split_to(len);
+    match request_parts(head, method, path, minor) {
+        Ok((parts, head)) => {
+            raw.set(head, spans);
+            Parsed::Served(Head { parts, close })
+        }
+        Err(head) => {
+            // A target httparse takes and `Uri` does not: hyper gets the
+            // bytes back, and answers 400.
             let mut all = BytesMut::with_capacity(head.len() + buf.len());
             all.extend_from_slice(&head);
             all.extend_from_slice(buf);
@@ -357,22 +365,19 @@ fn parse(buf: &mut BytesMut, max_head: usize) -> Parsed {
     }
 }
 
-/// The request's parts; header values and the target share the head's bytes.
+/// The request's parts, without headers (they stay in the head, see
+/// [`RawHeaders`]); the target shares the head's bytes. The head comes
+/// back on failure.
 fn request_parts(
-    head: &Bytes,
+    head: BytesMut,
     method: Method,
     (start, end): (u32, u32),
     minor: u8,
-    spans: &[Span],
-) -> Option<Parts> {
-    let at = |(start, end): (u32, u32)| head.slice(start as usize..end as usize);
-    let uri = Uri::from_maybe_shared(at((start, end))).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for span in spans {
-        let name = header_name(&head[span.name.0 as usize..span.name.1 as usize])?;
-        let value = HeaderValue::from_maybe_shared(at(span.value)).ok()?;
-        headers.append(name, value);
-    }
+) -> Result<(Parts, Bytes), Bytes> {
+    let head = head.freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(start as usize..end as usize)) else {
+        return Err(head);
+    };
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -381,45 +386,7 @@ fn request_parts(
     } else {
         Version::HTTP_11
     };
-    parts.headers = headers;
-    Some(parts)
-}
-
-/// Request header names outside the standard set that arrive often
-/// (behind proxies, from browsers): taken from here, they need no
-/// allocation.
-static KNOWN_NAMES: [&HeaderName; 12] = [
-    &forward::X_FORWARDED_FOR,
-    &forward::X_FORWARDED_PROTO,
-    &forward::X_FORWARDED_HOST,
-    &forward::X_REAL_IP,
-    &X_REQUEST_ID,
-    &SEC_FETCH_DEST,
-    &SEC_FETCH_MODE,
-    &SEC_FETCH_SITE,
-    &SEC_FETCH_USER,
-    &SEC_CH_UA,
-    &SEC_CH_UA_MOBILE,
-    &SEC_CH_UA_PLATFORM,
-];
-static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
-static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
-static SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-static SEC_FETCH_USER: HeaderName = HeaderName::from_static("sec-fetch-user");
-static SEC_CH_UA: HeaderName = HeaderName::from_static("sec-ch-ua");
-static SEC_CH_UA_MOBILE: HeaderName = HeaderName::from_static("sec-ch-ua-mobile");
-static SEC_CH_UA_PLATFORM: HeaderName = HeaderName::from_static("sec-ch-ua-platform");
-
-/// A request header's name, lower-cased.
-fn header_name(name: &[u8]) -> Option<HeaderName> {
-    if let Some(b'x' | b'X' | b's' | b'S') = name.first() {
-        for known in &KNOWN_NAMES {
-            if known.as_str().as_bytes().eq_ignore_ascii_case(name) {
-                return Some((*known).clone());
-            }
-        }
-    }
-    HeaderName::from_bytes(name).ok()
+    Ok((parts, head))
 }
 
 /// How a response body is framed on the wire.
@@ -752,16 +719,24 @@ impl DateNow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward;
+    use crate::headers::Headers;
 
     fn parsed(bytes: &[u8]) -> (Parsed, BytesMut) {
+        parsed_with(bytes).0
+    }
+
+    fn parsed_with(bytes: &[u8]) -> ((Parsed, BytesMut), RawHeaders) {
         let mut buf = BytesMut::from(bytes);
-        (parse(&mut buf, 8192), buf)
+        let mut raw = RawHeaders::default();
+        let parsed = parse(&mut buf, 8192, &mut raw);
+        ((parsed, buf), raw)
     }
 
     #[test]
     fn a_plain_get_is_served_here_and_split_off() {
-        let (p, rest) =
-            parsed(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next");
+        let ((p, rest), raw) =
+            parsed_with(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\n\r\nGET /next");
         let Parsed::Served(head) = p else {
             panic!("not served here")
         };
@@ -769,7 +744,9 @@ mod tests {
         assert_eq!(head.parts.uri.path(), "/a");
         assert_eq!(head.parts.uri.query(), Some("b=1"));
         assert_eq!(head.parts.version, Version::HTTP_11);
-        assert_eq!(head.parts.headers.get_all("x-a").iter().count(), 2);
+        let x_a = http::HeaderName::from_static("x-a");
+        assert_eq!(Headers::Raw(&raw).get_all(&x_a).count(), 2);
+        assert!(head.parts.headers.is_empty());
         assert!(!head.close);
         assert_eq!(&rest[..], b"GET /next");
     }
@@ -828,18 +805,31 @@ mod tests {
     }
 
     #[test]
-    fn header_names_are_lower_cased_known_or_not() {
-        for (raw, name) in [
-            ("X-Forwarded-For", "x-forwarded-for"),
-            ("sec-fetch-mode", "sec-fetch-mode"),
-            ("Sec-CH-UA", "sec-ch-ua"),
-            ("X-Custom", "x-custom"),
-            ("Set-Cookie", "set-cookie"),
-            ("Host", "host"),
-        ] {
-            assert_eq!(header_name(raw.as_bytes()).unwrap().as_str(), name);
-        }
-        assert!(header_name(b"bad name").is_none());
+    fn header_lines_are_found_in_any_case_where_they_lie() {
+        use http::header::{HOST, SET_COOKIE};
+        let ((p, _), raw) = parsed_with(
+            b"GET / HTTP/1.1\r\nhOST: x\r\nX-Forwarded-For: 1.2.3.4\r\nSet-Cookie: a\r\n\
+              Accept:  */* \r\nset-cookie: b\r\n\r\n",
+        );
+        assert!(matches!(p, Parsed::Served(_)));
+        let h = Headers::Raw(&raw);
+        assert_eq!(h.len(), 5);
+        assert_eq!(h.get(&HOST), Some(&b"x"[..]));
+        assert_eq!(h.get(&forward::X_FORWARDED_FOR), Some(&b"1.2.3.4"[..]));
+        // Values as httparse gives them: surrounding spaces gone.
+        assert_eq!(h.get(&http::header::ACCEPT), Some(&b"*/*"[..]));
+        assert_eq!(h.get_all(&SET_COOKIE).collect::<Vec<_>>(), [b"a", b"b"]);
+        assert_eq!(h.get_all(&SET_COOKIE).next_back(), Some(&b"b"[..]));
+        assert!(!h.contains(&http::header::REFERER));
+        assert_eq!(h.value(&HOST), Some(http::HeaderValue::from_static("x")));
+        let names: Vec<_> = h.iter().map(|(n, _)| n.as_bytes().to_vec()).collect();
+        assert_eq!(names[0], b"hOST", "names as sent");
+        assert!(h.iter().next().is_some_and(|(n, _)| n.is(&HOST)));
+        // The map holds the same lines, in hyper's terms.
+        let map = h.to_map();
+        assert_eq!(map.len(), 5);
+        assert_eq!(map["host"], "x");
+        assert_eq!(map.get_all(SET_COOKIE).iter().count(), 2);
     }
 
     #[test]
@@ -919,7 +909,7 @@ mod tests {
         ) {
             for bytes in [head.as_bytes(), &raw[..]] {
                 let mut buf = BytesMut::from(bytes);
-                match parse(&mut buf, 8192) {
+                match parse(&mut buf, 8192, &mut RawHeaders::default()) {
                     Parsed::Served(_) => {
                         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                         let measured = httparse::Request::new(&mut slots).parse(bytes);

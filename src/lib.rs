@@ -34,6 +34,7 @@ pub mod forward;
 pub mod gateway;
 pub mod geo;
 pub mod h1;
+pub mod headers;
 pub mod host;
 pub mod ipset;
 pub mod limits;

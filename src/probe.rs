@@ -88,7 +88,12 @@ pub fn run(policy: &Policy, probe: &Probe) -> ProbeResult {
     let canonical = crate::path::canonicalize(path, &policy.paths).map(|c| c.into_owned());
     let token = match &probe.roles {
         Some(roles) => Token::Roles(roles),
-        None => Token::from_authorization(probe.headers.get(http::header::AUTHORIZATION)),
+        None => Token::from_authorization(
+            probe
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(http::HeaderValue::as_bytes),
+        ),
     };
     let roles = crate::evaluate::token_roles_of(policy, token);
     let (decision, trace) = match &canonical {
@@ -103,7 +108,7 @@ pub fn run(policy: &Policy, probe: &Probe) -> ProbeResult {
                 path: canonical_path,
                 upstream_path: upstream_path.as_deref(),
                 query,
-                headers: &probe.headers,
+                headers: (&probe.headers).into(),
                 token,
             };
             evaluate_traced(policy, &facts)

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::conn::{ConnState, ConnTimeout, Prefixed, Watched, read_proxy_header};
-use crate::gateway::{Conn, Shared, handle};
+use crate::gateway::{Conn, Shared, Via, handle};
 use crate::h1::{self, Ended};
 use crate::metrics::ConnErrorKind;
 use crate::policy::Limits;
@@ -373,7 +373,7 @@ async fn serve_http<T>(
         let state = Arc::clone(&state);
         async move {
             let (parts, body) = request.into_parts();
-            let answer = handle(&shared, conn, &state, parts, Some(body)).await;
+            let answer = handle(&shared, conn, &state, parts, Via::Hyper(body)).await;
             Ok::<_, Infallible>(answer.into_response())
         }
     });

@@ -276,3 +276,25 @@ fn answer(addr: std::net::SocketAddr, request: &str, closes: bool) -> crate::com
     }
     r
 }
+
+#[test]
+fn header_rules_find_names_in_any_case_on_both_loops() {
+    let book = "[[route]]\nupstream = \"{upstream}\"\n\
+                [[rule]]\nname = \"scanners\"\naction = \"deny\"\n\
+                header_regex = { \"user-agent\" = '(?i)sqlmap' }\n";
+    let stub = Stub::start();
+    let gw = Gateway::start(book, Some(stub.addr));
+    for name in ["User-Agent", "USER-AGENT", "user-agent"] {
+        // Bodiless: the gateway's loop. With a length: hyper's.
+        for length in ["", "Content-Length: 0\r\n"] {
+            for (agent, status) in [("sqlmap/1.7", 403), ("curl/8", 200)] {
+                let r = crate::common::gateway::raw(
+                    gw.addr,
+                    format!("GET / HTTP/1.1\r\nHost: t\r\n{length}{name}: {agent}\r\n\r\n")
+                        .as_bytes(),
+                );
+                assert_eq!(r.status, status, "{name}: {agent} {length:?}");
+            }
+        }
+    }
+}
