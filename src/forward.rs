@@ -241,7 +241,8 @@ pub struct Origin<'a> {
 pub enum Value<'a> {
     /// One of the client's values, or one the gateway keeps ready.
     Kept(&'a HeaderValue),
-    /// Bytes that make a valid header value (the request id).
+    /// Bytes: the request id, or a value of a head read by [`crate::h1`]
+    /// (checked by httparse).
     Made(&'a [u8]),
     /// `X-Forwarded-For` from a trusted peer: the values it sent (those that
     /// are visible ASCII), then the peer, joined by ", ".
@@ -270,19 +271,18 @@ impl Value<'_> {
         }
     }
 
-    /// The value as a header value (for hyper's client).
-    pub fn to_header_value(&self) -> HeaderValue {
+    /// The value as a header value (for hyper's client); `None` for bytes
+    /// a header value cannot hold.
+    pub fn to_header_value(&self) -> Option<HeaderValue> {
         match *self {
-            Value::Kept(v) => v.clone(),
+            Value::Kept(v) => Some(v.clone()),
             Value::Appended { headers, peer } if forwarded_for(headers).next().is_none() => {
-                peer.clone()
+                Some(peer.clone())
             }
             _ => {
                 let mut bytes = Vec::with_capacity(64);
                 self.write_to(&mut bytes);
-                // Visible ASCII (joined by ", "), or an id's characters.
-                HeaderValue::from_maybe_shared(Bytes::from(bytes))
-                    .expect("made of valid header value bytes")
+                HeaderValue::from_maybe_shared(Bytes::from(bytes)).ok()
             }
         }
     }
@@ -362,8 +362,8 @@ pub fn each_upstream_header(
 pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: &HeaderValue) {
     let mut upstream = HeaderMap::with_capacity(headers.len() + ADDED_HEADERS);
     each_upstream_header(Headers::Map(headers), origin, host, |name, value| {
-        if let Some(name) = name.to_header_name() {
-            upstream.append(name, value.to_header_value());
+        if let (Some(name), Some(value)) = (name.to_header_name(), value.to_header_value()) {
+            upstream.append(name, value);
         }
     });
     *headers = upstream;

@@ -432,8 +432,12 @@ async fn write_answer<T: AsyncWrite + Unpin>(
         b"content-length",
         itoa::Buffer::new().format(length).as_bytes(),
     );
-    let keep = keep && !refused.closes();
-    end_head(out, version, keep, false, false);
+    let closes = refused.closes();
+    if closes {
+        header_line(out, b"connection", b"close");
+    }
+    end_head(out, version, keep && !closes, closes, false);
+    let keep = keep && !closes;
     if !head_only {
         refused.write_body(id, out);
         logged.count_sent(length as u64);

@@ -515,7 +515,11 @@ pub fn html_escape(out: &mut String, s: &str) {
 /// (by q-value, most specific range first); no Accept, `*/*` alone, or a tie
 /// mean JSON.
 pub fn prefers_html(accept: Option<&[u8]>) -> bool {
-    let Some(accept) = accept.and_then(|a| std::str::from_utf8(a).ok()) else {
+    // Visible ASCII only, as `HeaderValue::to_str` took it.
+    let Some(accept) = accept
+        .filter(|a| a.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
+        .and_then(|a| std::str::from_utf8(a).ok())
+    else {
         return false;
     };
     let html = quality(accept, "text", "html");

@@ -225,6 +225,15 @@ fn refusals_read_the_same_from_the_gateways_loop_and_from_hypers() {
         ("/admin", "Authorization: Bearer nonsense\r\n", 401),
         ("/a/%2e%2e%2f", "", 400),
     ];
+    // HTTP/1.0: the 400 says it closes on both loops too.
+    let ours =
+        crate::common::gateway::raw(gw.addr, b"GET /a/%2e%2e%2f HTTP/1.0\r\nHost: t\r\n\r\n");
+    let hypers = crate::common::gateway::raw(
+        gw.addr,
+        b"GET /a/%2e%2e%2f HTTP/1.0\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(ours.header("connection"), Some("close"), "{ours:?}");
+    assert_eq!(refusal_shape(&ours), refusal_shape(&hypers));
     for &(target, extra, status) in cases {
         // Bodiless: the gateway's loop. With a length: hyper's. A 400 ends
         // the connection on both; other refusals leave it open.
