@@ -5,9 +5,10 @@
 //!                       ─ Policy::compile ─▶ policy::Policy     validated, sets and RegexSets built, immutable
 //!                       ─ ArcSwap::store  ─▶ the one live policy pointer
 //! bytes   ─ h1 | hyper ─▶ request parts  h1 reads bodiless HTTP/1 requests; hyper the rest
+//!                                         headers::Headers: hyper's map, or h1's lines where they lie
 //! request ─ facts      ─▶ RequestFacts   client ip, canonical path, host, headers, token
 //!         ─ evaluate   ─▶ Decision       Allow | Refuse(Refusal { rule, reason, status }), + dry-run hits
-//!         ─ gateway    ─▶ fetch (no body) | forward (body, upgrade) | files | respond
+//!         ─ gateway    ─▶ Answer         fetch (no body) | forward (body, upgrade) | files | respond::Refused
 //! ```
 //!
 //! Nothing at request time reads `config::*`; only `Policy::compile` turns it
