@@ -50,6 +50,10 @@ pub struct Shared {
     /// Set once a policy is loaded and the listeners are bound; cleared when a
     /// shutdown starts.
     pub ready: AtomicBool,
+    /// Set when a shutdown starts, before the workers are told: a connection
+    /// looks at it after each answer (one load, where a look at the
+    /// workers' stop channel costs a poll of its future).
+    pub stopping: AtomicBool,
 }
 
 impl Shared {
@@ -64,6 +68,7 @@ impl Shared {
             control,
             access_log,
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         })
     }
 

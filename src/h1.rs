@@ -148,12 +148,11 @@ where
     let mut buf = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(1024);
     let mut served = false;
-    // One future for the whole connection, to wait on while idle and to
-    // look at after each answer (a sender gone is a shutdown too).
+    // One future for the whole connection, to wait on while idle (a sender
+    // gone is a shutdown too); between requests, `Shared::stopping` says it.
     let mut stop = std::pin::pin!(async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     });
-    let mut stopping = false;
     let mut raw = RawHeaders::default();
     loop {
         // The last head's bytes go: the read buffer can take its room back.
@@ -187,7 +186,7 @@ where
             }
             let read = if buf.is_empty() {
                 // Idle between requests: a shutdown closes the connection.
-                if is_stopping(stop.as_mut(), &mut stopping) {
+                if is_stopping(shared) {
                     return Ok(None);
                 }
                 tokio::select! {
@@ -227,7 +226,7 @@ where
                 response?
             }
         };
-        let keep = !head.close && !is_stopping(stop.as_mut(), &mut stopping);
+        let keep = !head.close && !is_stopping(shared);
         if !write_answer(io, &mut out, response, head_only, version, keep).await? {
             return Ok(None);
         }
@@ -237,14 +236,9 @@ where
     }
 }
 
-/// Whether the worker is shutting down: `stop` is looked at without
-/// waiting, and not polled again once it has ended.
-fn is_stopping(stop: Pin<&mut impl Future<Output = ()>>, stopping: &mut bool) -> bool {
-    if !*stopping {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        *stopping = stop.poll(&mut cx).is_ready();
-    }
-    *stopping
+/// Whether the worker is shutting down.
+fn is_stopping(shared: &Shared) -> bool {
+    shared.stopping.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether a timeout of the connection's own clock ended the read.

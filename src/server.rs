@@ -69,6 +69,7 @@ impl Running {
     /// accepting; in-flight requests get `shutdown_grace` to finish.
     pub fn begin_shutdown(&self) {
         self.shared.ready.store(false, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
     }
 
