@@ -247,7 +247,9 @@ impl PendingLine {
 #[derive(Debug)]
 pub struct Logged {
     inner: ResponseBody,
-    line: Option<PendingLine>,
+    /// Boxed: a response is moved several times on its way out, and most
+    /// carry no line (the access log is off, or logs refusals only).
+    line: Option<Box<PendingLine>>,
     in_flight: Option<InFlight>,
     sent: u64,
 }
@@ -261,7 +263,7 @@ impl Logged {
     ) -> Logged {
         Logged {
             inner,
-            line,
+            line: line.map(Box::new),
             in_flight,
             sent: 0,
         }
