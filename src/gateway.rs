@@ -133,7 +133,8 @@ struct Exchange<'a> {
     counters: &'a Counters,
     conn: Conn,
     state: &'a Arc<ConnState>,
-    in_flight: InFlight,
+    /// Until the answer takes it.
+    in_flight: Option<InFlight>,
     client_ip: IpAddr,
     id: Id,
     start: Instant,
@@ -247,7 +248,7 @@ impl Exchange<'_> {
 
     /// An allowed request's response: counted, with its access line.
     fn allow(
-        self,
+        &mut self,
         response: Response<ResponseBody>,
         line: Option<LineBuilder>,
         outcome: LineOutcome,
@@ -265,7 +266,7 @@ impl Exchange<'_> {
     /// The request's id, and a body-less [`Logged`] holding its access
     /// line and in-flight mark.
     fn logged(
-        self,
+        &mut self,
         status: http::StatusCode,
         line: Option<LineBuilder>,
         outcome: LineOutcome,
@@ -278,13 +279,13 @@ impl Exchange<'_> {
                 Arc::clone(&self.shared.access_log),
             )
         });
-        let logged = Logged::new(ResponseBody::Empty, pending, Some(self.in_flight));
+        let logged = Logged::new(ResponseBody::Empty, pending, self.in_flight.take());
         (self.id, logged)
     }
 
     /// The refusal response, and how it is logged.
     fn refuse(
-        self,
+        &mut self,
         refusal: &Refusal,
         roles: Option<&[String]>,
         accept: Option<&[u8]>,
@@ -391,7 +392,7 @@ pub async fn handle(
         counters: &live.counters,
         conn,
         state,
-        in_flight,
+        in_flight: Some(in_flight),
         client_ip,
         id,
         start,
@@ -549,9 +550,9 @@ pub async fn handle(
                 && canonical.ends_with('/')
                 && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
                 && upgrade.is_none();
-            let ex = if wants_index {
+            if wants_index {
                 let found = index_fallback(
-                    ex,
+                    &ex,
                     &parts,
                     headers,
                     trusted,
@@ -564,18 +565,16 @@ pub async fn handle(
                 )
                 .await;
                 match found {
-                    IndexFound::Response(ex, response) => {
+                    IndexFound::Response(response) => {
                         return ex.allow(*response, line, outcome);
                     }
-                    IndexFound::Refused(ex, refusal) => {
+                    IndexFound::Refused(refusal) => {
                         return ex.refuse(&refusal, None, accept, line);
                     }
                     // autoindex: the bare directory path is forwarded as is.
-                    IndexFound::None(ex) => ex,
+                    IndexFound::None => {}
                 }
-            } else {
-                ex
-            };
+            }
             let Some(upstream_target) =
                 forward::upstream_target(&canonical, target.query, parts.uri.path_and_query())
             else {
@@ -606,7 +605,7 @@ pub async fn handle(
                 }
             };
             proxy(
-                ex,
+                &mut ex,
                 parts,
                 body,
                 upgrade,
@@ -639,21 +638,21 @@ fn decide_rewritten(policy: &Policy, facts: &RequestFacts<'_>, path: &str) -> Re
 }
 
 /// What the index names of an upstream route gave.
-enum IndexFound<'a> {
+enum IndexFound {
     /// The first index the upstream did not answer 404 for.
-    Response(Exchange<'a>, Box<Response<ResponseBody>>),
+    Response(Box<Response<ResponseBody>>),
     /// A candidate was refused by the rules, or all were 404 without autoindex.
-    Refused(Exchange<'a>, Refusal),
+    Refused(Refusal),
     /// All were 404 and the route has autoindex.
-    None(Exchange<'a>),
+    None,
 }
 
 /// SPEC 6 for upstream routes: a GET or HEAD for a directory path is
 /// forwarded with each index name appended in turn until the upstream
 /// answers something other than 404.
 #[allow(clippy::too_many_arguments)]
-async fn index_fallback<'a>(
-    ex: Exchange<'a>,
+async fn index_fallback(
+    ex: &Exchange<'_>,
     parts: &Parts,
     headers: Headers<'_>,
     trusted: bool,
@@ -663,7 +662,7 @@ async fn index_fallback<'a>(
     query: Option<&str>,
     client_host: Option<HeaderValue>,
     decide: &(dyn Fn(&str) -> Result<(), Refusal> + Sync),
-) -> IndexFound<'a> {
+) -> IndexFound {
     for name in &route.index {
         let candidate =
             match crate::path::canonicalize(&format!("{directory}{name}"), &ex.policy.paths) {
@@ -671,7 +670,7 @@ async fn index_fallback<'a>(
                 Err(_) => continue,
             };
         if let Err(refusal) = decide(&candidate) {
-            return IndexFound::Refused(ex, refusal);
+            return IndexFound::Refused(refusal);
         }
         let Some(target) = forward::upstream_target(&candidate, query, None) else {
             continue;
@@ -689,17 +688,17 @@ async fn index_fallback<'a>(
             .await;
         match fetched {
             Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
-            Ok(response) => return IndexFound::Response(ex, Box::new(response)),
+            Ok(response) => return IndexFound::Response(Box::new(response)),
             Err(e) => {
-                let refusal = upstream_refusal(&ex, &e);
-                return IndexFound::Refused(ex, refusal);
+                let refusal = upstream_refusal(ex, &e);
+                return IndexFound::Refused(refusal);
             }
         }
     }
     if route.autoindex {
-        IndexFound::None(ex)
+        IndexFound::None
     } else {
-        IndexFound::Refused(ex, Refusal::of(Reason::DirectoryListingDisabled))
+        IndexFound::Refused(Refusal::of(Reason::DirectoryListingDisabled))
     }
 }
 
@@ -773,7 +772,7 @@ fn upgrade_token(parts: &Parts) -> Option<HeaderValue> {
 /// through hyper's client.
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
-    ex: Exchange<'_>,
+    ex: &mut Exchange<'_>,
     mut parts: Parts,
     body: Incoming,
     upgrade: Option<HeaderValue>,
@@ -821,7 +820,7 @@ async fn proxy(
     parts.version = Version::HTTP_11;
     let body = LimitedBody::new(body, limits.max_body_bytes, limits.body_timeout);
     let request = Request::from_parts(parts, RequestBody::Client(body));
-    let sent = timed(&ex, |now, connect, head| {
+    let sent = timed(ex, |now, connect, head| {
         forward::send(&upstream.authority, request, now, connect, head)
     });
     match sent.await {
@@ -856,7 +855,7 @@ async fn proxy(
                     status: http::StatusCode::REQUEST_TIMEOUT,
                     ..Refusal::of(Reason::BadRequest)
                 },
-                None => upstream_refusal(&ex, &e),
+                None => upstream_refusal(ex, &e),
             };
             ex.refuse(
                 &refusal,
