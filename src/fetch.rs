@@ -71,7 +71,7 @@ pub struct Outgoing<'a> {
     /// Where the request came from.
     pub origin: &'a Origin<'a>,
     /// The `Host` the upstream gets.
-    pub host: &'a HeaderValue,
+    pub host: &'a [u8],
 }
 
 impl Outgoing<'_> {

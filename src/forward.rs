@@ -105,41 +105,26 @@ enum Kind {
     Other,
 }
 
-/// The kind of a header name, in any case: one length switch and a
+/// The kind of a header name, in any case: a switch on its length and a
 /// comparison or two, instead of a comparison with every name listed.
 fn kind_of(name: Name<'_>) -> Kind {
-    let mut lower = [0u8; 24];
-    let name = match name {
-        Name::Map(name) => name.as_str().as_bytes(),
-        Name::Raw(name) if name.len() <= lower.len() => {
-            let lower = &mut lower[..name.len()];
-            lower.copy_from_slice(name);
-            lower.make_ascii_lowercase();
-            lower
-        }
-        // Longer than any name listed below.
-        Name::Raw(name) if name[..12].eq_ignore_ascii_case(b"x-forwarded-") => {
-            return Kind::Forwarding;
-        }
-        Name::Raw(_) => return Kind::Other,
-    };
-    match name {
-        b"connection"
-        | b"te"
-        | b"trailer"
-        | b"transfer-encoding"
-        | b"upgrade"
-        | b"proxy-authenticate"
-        | b"proxy-authorization"
-        | b"keep-alive"
-        | b"proxy-connection"
-        | b"host"
-        | b"x-request-id"
-        | b"x-forwarded-for" => Kind::Dropped,
-        b"x-forwarded-proto" => Kind::Proto,
-        b"x-forwarded-host" => Kind::ForwardedHost,
-        b"forwarded" | b"x-real-ip" => Kind::Forwarding,
-        n if n.starts_with(b"x-forwarded-") => Kind::Forwarding,
+    let n = name.as_bytes();
+    let is = |s: &[u8]| n.eq_ignore_ascii_case(s);
+    match n.len() {
+        2 if is(b"te") => Kind::Dropped,
+        4 if is(b"host") => Kind::Dropped,
+        7 if is(b"trailer") || is(b"upgrade") => Kind::Dropped,
+        9 if is(b"forwarded") || is(b"x-real-ip") => Kind::Forwarding,
+        10 if is(b"connection") || is(b"keep-alive") => Kind::Dropped,
+        12 if is(b"x-request-id") => Kind::Dropped,
+        15 if is(b"x-forwarded-for") => Kind::Dropped,
+        16 if is(b"x-forwarded-host") => Kind::ForwardedHost,
+        16 if is(b"proxy-connection") => Kind::Dropped,
+        17 if is(b"x-forwarded-proto") => Kind::Proto,
+        17 if is(b"transfer-encoding") => Kind::Dropped,
+        18 if is(b"proxy-authenticate") => Kind::Dropped,
+        19 if is(b"proxy-authorization") => Kind::Dropped,
+        len if len >= 12 && n[..12].eq_ignore_ascii_case(b"x-forwarded-") => Kind::Forwarding,
         _ => Kind::Other,
     }
 }
@@ -194,6 +179,10 @@ impl<'h> Listed<'h> {
     }
 
     fn contains_bytes(&self, name: &[u8]) -> bool {
+        // Nearly always: no `Connection` header, or one naming no header.
+        if self.len == 0 {
+            return false;
+        }
         self.inline[..self.len]
             .iter()
             .chain(&self.more)
@@ -231,7 +220,7 @@ pub struct Origin<'a> {
     /// "https" on TLS listeners.
     pub proto: &'static str,
     /// The Host the client asked for, as sent (port included).
-    pub host: Option<&'a HeaderValue>,
+    pub host: Option<&'a [u8]>,
     /// The request id (`[A-Za-z0-9._-]`).
     pub request_id: &'a [u8],
 }
@@ -305,7 +294,7 @@ fn forwarded_for(headers: Headers<'_>) -> impl Iterator<Item = &[u8]> {
 pub fn each_upstream_header(
     headers: Headers<'_>,
     origin: &Origin<'_>,
-    host: &HeaderValue,
+    host: &[u8],
     mut emit: impl FnMut(Name<'_>, Value<'_>),
 ) {
     let listed = Listed::of(headers);
@@ -348,18 +337,18 @@ pub fn each_upstream_header(
         );
     }
     if let (false, Some(h)) = (kept_host, origin.host) {
-        emit(own(&X_FORWARDED_HOST), Value::Kept(h));
+        emit(own(&X_FORWARDED_HOST), Value::Made(h));
     }
     emit(
         own(&crate::respond::X_REQUEST_ID),
         Value::Made(origin.request_id),
     );
-    emit(own(&header::HOST), Value::Kept(host));
+    emit(own(&header::HOST), Value::Made(host));
 }
 
 /// Rewrites client headers into upstream headers, as
 /// [`each_upstream_header`] lists them.
-pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: &HeaderValue) {
+pub fn upstream_headers(headers: &mut HeaderMap, origin: &Origin<'_>, host: &[u8]) {
     let mut upstream = HeaderMap::with_capacity(headers.len() + ADDED_HEADERS);
     each_upstream_header(Headers::Map(headers), origin, host, |name, value| {
         if let (Some(name), Some(value)) = (name.to_header_name(), value.to_header_value()) {
@@ -630,7 +619,7 @@ mod tests {
             trusted,
             client_header: name,
             proto: "http",
-            host,
+            host: host.map(HeaderValue::as_bytes),
             request_id: b"abc",
         }
     }
@@ -649,7 +638,7 @@ mod tests {
         ]);
         let host = HeaderValue::from_static("www.example.com:8080");
         let name = HeaderName::from_static("cf-connecting-ip");
-        upstream_headers(&mut h, &origin(false, Some(&host), &name), &host);
+        upstream_headers(&mut h, &origin(false, Some(&host), &name), host.as_bytes());
         assert_eq!(
             names(&h),
             [
@@ -675,7 +664,7 @@ mod tests {
         ]);
         let host = HeaderValue::from_static("h");
         let name = HeaderName::from_static("x-forwarded-for");
-        upstream_headers(&mut h, &origin(true, Some(&host), &name), &host);
+        upstream_headers(&mut h, &origin(true, Some(&host), &name), host.as_bytes());
         assert_eq!(
             h["x-forwarded-for"],
             "203.0.113.1, 10.0.0.1, 10.0.0.2, 192.0.2.9"
@@ -692,7 +681,7 @@ mod tests {
         );
         let host = HeaderValue::from_static("h");
         let name = HeaderName::from_static("x-forwarded-for");
-        upstream_headers(&mut h, &origin(true, Some(&host), &name), &host);
+        upstream_headers(&mut h, &origin(true, Some(&host), &name), host.as_bytes());
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 192.0.2.9");
     }
 
@@ -750,7 +739,7 @@ mod tests {
         let mut h = headers(&[("connection", "X-Forwarded-For, Host, X-Request-Id")]);
         let host = HeaderValue::from_static("site");
         let name = HeaderName::from_static("x-forwarded-for");
-        upstream_headers(&mut h, &origin(false, Some(&host), &name), &host);
+        upstream_headers(&mut h, &origin(false, Some(&host), &name), host.as_bytes());
         assert_eq!(h["x-forwarded-for"], "192.0.2.9");
         assert_eq!(h["host"], "site");
         assert_eq!(h["x-request-id"], "abc");

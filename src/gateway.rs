@@ -204,14 +204,14 @@ impl Exchange<'_> {
     }
 
     /// Where the request came from, for the upstream's forwarding headers.
-    fn origin<'h>(&'h self, trusted: bool, host: Option<&'h HeaderValue>) -> Origin<'h> {
+    fn origin<'h>(&'h self, trusted: bool, host: Option<&'h str>) -> Origin<'h> {
         Origin {
             peer: self.conn.peer.ip().to_canonical(),
             peer_value: &self.state.peer_header,
             trusted,
             client_header: self.policy.client_ip.header.header_name(),
             proto: if self.conn.tls { "https" } else { "http" },
-            host,
+            host: host.map(str::as_bytes),
             request_id: self.id.as_bytes(),
         }
     }
@@ -228,9 +228,9 @@ impl Exchange<'_> {
         route: &Route,
         upstream: &UpstreamUrl,
         target: &str,
-        client_host: &Option<HeaderValue>,
+        client_host: Option<&str>,
     ) -> Result<Response<ResponseBody>, ForwardError> {
-        let origin = self.origin(trusted, client_host.as_ref());
+        let origin = self.origin(trusted, client_host);
         let outgoing = fetch::Outgoing {
             method: &parts.method,
             target,
@@ -532,11 +532,9 @@ pub async fn handle(
             }
         }
         policy::Target::Upstream(upstream) => {
-            // Nearly always the Host header itself: shared, not copied.
-            let client_host = match (target.host, headers.value(&http::header::HOST)) {
-                (Some(h), Some(sent)) if sent.as_bytes() == h.as_bytes() => Some(sent),
-                (h, _) => h.and_then(|h| HeaderValue::from_str(h).ok()),
-            };
+            // The host as the client sent it (Host, or the target's
+            // authority): checked by `facts::target`, passed on as bytes.
+            let client_host = target.host;
             let outcome = LineOutcome {
                 decision: "allow",
                 reason: None,
@@ -560,7 +558,7 @@ pub async fn handle(
                     upstream,
                     &canonical,
                     target.query,
-                    client_host.clone(),
+                    client_host,
                     &decide,
                 )
                 .await;
@@ -592,7 +590,7 @@ pub async fn handle(
                             route,
                             upstream,
                             upstream_target.as_str(),
-                            &client_host,
+                            client_host,
                         )
                         .await;
                     return match fetched {
@@ -604,6 +602,8 @@ pub async fn handle(
                     };
                 }
             };
+            // `parts` moves on: the host is kept apart (hyper's path only).
+            let client_host = client_host.map(str::to_owned);
             proxy(
                 &mut ex,
                 parts,
@@ -660,7 +660,7 @@ async fn index_fallback(
     upstream: &UpstreamUrl,
     directory: &str,
     query: Option<&str>,
-    client_host: Option<HeaderValue>,
+    client_host: Option<&str>,
     decide: &(dyn Fn(&str) -> Result<(), Refusal> + Sync),
 ) -> IndexFound {
     for name in &route.index {
@@ -683,7 +683,7 @@ async fn index_fallback(
                 route,
                 upstream,
                 target.as_str(),
-                &client_host,
+                client_host,
             )
             .await;
         match fetched {
@@ -705,13 +705,13 @@ async fn index_fallback(
 /// The Host an upstream request carries: the client's with `preserve_host`,
 /// else the upstream's authority.
 fn upstream_host<'h>(
-    client_host: &'h Option<HeaderValue>,
+    client_host: Option<&'h str>,
     route: &Route,
     upstream: &'h UpstreamUrl,
-) -> &'h HeaderValue {
+) -> &'h [u8] {
     match (client_host, route.preserve_host) {
-        (Some(h), true) => h,
-        _ => &upstream.host,
+        (Some(h), true) => h.as_bytes(),
+        _ => upstream.host.as_bytes(),
     }
 }
 
@@ -780,7 +780,7 @@ async fn proxy(
     route: &Route,
     upstream: &UpstreamUrl,
     target: PathAndQuery,
-    client_host: Option<HeaderValue>,
+    client_host: Option<String>,
     line: Option<LineBuilder>,
     outcome: LineOutcome,
 ) -> Answer {
@@ -806,8 +806,8 @@ async fn proxy(
         .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
     forward::upstream_headers(
         &mut parts.headers,
-        &ex.origin(trusted, client_host.as_ref()),
-        upstream_host(&client_host, route, upstream),
+        &ex.origin(trusted, client_host.as_deref()),
+        upstream_host(client_host.as_deref(), route, upstream),
     );
     if let (Some(token), Some(_)) = (&upgrade, &client_upgrade) {
         parts.headers.insert(http::header::UPGRADE, token.clone());

@@ -297,7 +297,6 @@ fn parse(buf: &mut BytesMut, max_head: usize, raw: &mut RawHeaders) -> Parsed {
         return Parsed::Partial;
     }
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut spans = [Span::default(); MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
         &mut request,
@@ -320,8 +319,9 @@ fn parse(buf: &mut BytesMut, max_head: usize, raw: &mut RawHeaders) -> Parsed {
     };
     let path = span_of(buf, path.as_bytes());
     let mut connection = Listed::new();
-    let count = request.headers.len();
-    for (h, span) in request.headers.iter().zip(spans.iter_mut()) {
+    // The lines go straight into `raw` (its list kept from the last head).
+    let spans = raw.lines();
+    for h in request.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"transfer-encoding")
@@ -333,18 +333,17 @@ fn parse(buf: &mut BytesMut, max_head: usize, raw: &mut RawHeaders) -> Parsed {
         if name.eq_ignore_ascii_case(b"connection") {
             connection.add(h.value);
         }
-        *span = Span {
+        spans.push(Span {
             name: span_of(buf, name),
             value: span_of(buf, h.value),
-        };
+        });
     }
     // `close` wins wherever it is; HTTP/1.0 closes unless asked not to.
     let close = connection.contains("close") || (minor == 0 && !connection.contains("keep-alive"));
-    let spans = &spans[..count];
     let head = buf.split_to(len);
     match request_parts(head, method, path, minor) {
         Ok((parts, head)) => {
-            raw.set(head, spans);
+            raw.set_head(head);
             Parsed::Served(Head { parts, close })
         }
         Err(head) => {

@@ -23,11 +23,16 @@ pub struct RawHeaders {
 }
 
 impl RawHeaders {
-    /// Holds `head` and the lines in it.
-    pub(crate) fn set(&mut self, head: Bytes, spans: &[Span]) {
-        self.head = head;
+    /// The list of lines, emptied, for a head about to be parsed.
+    pub(crate) fn lines(&mut self) -> &mut Vec<Span> {
+        self.head = Bytes::new();
         self.spans.clear();
-        self.spans.extend_from_slice(spans);
+        &mut self.spans
+    }
+
+    /// Holds `head`, which the lines listed lie in.
+    pub(crate) fn set_head(&mut self, head: Bytes) {
+        self.head = head;
     }
 
     /// Lets the head go (its bytes are shared with the request).
