@@ -28,16 +28,15 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::body::{BodyError, ResponseBody};
 use crate::forward::{self, ForwardError, Idle, Listed, Origin, Pool};
-use crate::headers::Headers;
+use crate::headers::{Headers, RawHeaders};
 
 /// The longest response head read (nginx's default is 4 or 8 KiB).
 const MAX_HEAD: usize = 64 * 1024;
@@ -114,7 +113,7 @@ pub async fn fetch(
     now: Instant,
     connect_timeout: Duration,
     head_timeout: Duration,
-) -> Result<Response<ResponseBody>, ForwardError> {
+) -> Result<Fetched, ForwardError> {
     let head = outgoing.encode();
     let bodiless = *outgoing.method == Method::HEAD;
     let deadline = tokio::time::Instant::from_std(now) + head_timeout;
@@ -141,7 +140,7 @@ pub async fn fetch(
         .await;
         match exchanged {
             Err(_) => return Err(ForwardError::Timeout(authority.clone())),
-            Ok(Ok(head)) => return Ok(head.into_response(io, buf, authority, now, head_timeout)),
+            Ok(Ok(head)) => return Ok(head.into_fetched(io, buf, authority, now, head_timeout)),
             Ok(Err(Failure::Unanswered(_))) if reused && outgoing.method.is_idempotent() => {}
             Ok(Err(Failure::Unanswered(e) | Failure::Io(e))) => return Err(broken(e.to_string())),
             Ok(Err(Failure::Invalid(reason))) => return Err(broken(reason.to_owned())),
@@ -238,7 +237,7 @@ enum Parsed {
 /// A final response head, framed.
 struct Head {
     status: StatusCode,
-    headers: HeaderMap,
+    lines: RawHeaders,
     framing: Framing,
     /// Whether the connection may serve another request once the body ends.
     reusable: bool,
@@ -322,10 +321,10 @@ fn parse_head(buf: &mut BytesMut, bodiless: bool) -> Result<Parsed, &'static str
             }
         };
     let raw = buf.split_to(len).freeze();
-    let (headers, closes) = client_headers(&raw, &spans[..count]);
+    let (lines, closes) = client_lines(raw, &spans[..count]);
     Ok(Parsed::Final(Head {
         status,
-        headers,
+        lines,
         framing,
         reusable: reusable && !closes,
     }))
@@ -419,11 +418,12 @@ pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-/// The headers the client gets: the upstream's, less hop-by-hop ones, those
-/// its `Connection` names, and `X-Request-Id` (the gateway sets its own).
-/// Values share the head's bytes. Also tells whether `Connection` says
-/// `close`.
-fn client_headers(raw: &Bytes, spans: &[Span]) -> (HeaderMap, bool) {
+/// The header lines the client gets: the upstream's, less hop-by-hop ones,
+/// those its `Connection` names, and `X-Request-Id` (the gateway sets its
+/// own); names in any case. They stay where they lie in the head: no header
+/// map is built for the h1 loop, which writes them as they are. Also tells
+/// whether `Connection` says `close`.
+fn client_lines(raw: Bytes, spans: &[Span]) -> (RawHeaders, bool) {
     let at = |(start, end): (u32, u32)| &raw[start as usize..end as usize];
     let mut listed = Listed::new();
     for span in spans {
@@ -431,37 +431,43 @@ fn client_headers(raw: &Bytes, spans: &[Span]) -> (HeaderMap, bool) {
             listed.add(at(span.value));
         }
     }
-    let mut headers = HeaderMap::with_capacity(spans.len() + 1);
-    for span in spans {
-        // httparse checked both: a token, and a value without CR, LF or NUL.
-        let Ok(name) = HeaderName::from_bytes(at(span.name)) else {
-            continue;
-        };
-        if forward::is_hop_by_hop(&name)
-            || name == crate::respond::X_REQUEST_ID
-            || listed.contains(name.as_str())
-        {
-            continue;
-        }
-        let (start, end) = span.value;
-        if let Ok(value) = HeaderValue::from_maybe_shared(raw.slice(start as usize..end as usize)) {
-            headers.append(name, value);
-        }
-    }
-    (headers, listed.contains("close"))
+    let kept = spans
+        .iter()
+        .filter(|span| {
+            let name = at(span.name);
+            !(forward::is_hop_by_hop_raw(name)
+                || name.eq_ignore_ascii_case(b"x-request-id")
+                || listed.contains_raw(name))
+        })
+        .copied()
+        .collect();
+    let closes = listed.contains("close");
+    (RawHeaders::new(raw, kept), closes)
+}
+
+/// An upstream's answer, for the client: its status, the header lines it
+/// gets (see [`client_lines`]) and its body.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The status.
+    pub status: StatusCode,
+    /// The header lines the client gets.
+    pub lines: RawHeaders,
+    /// The body, read from the upstream as the client takes it.
+    pub body: ResponseBody,
 }
 
 impl Head {
     /// The response, its body read from `io` (`buf` holds what came after
     /// the head). A bodiless response gives the connection back at once.
-    fn into_response(
+    fn into_fetched(
         self,
         io: TcpStream,
         buf: BytesMut,
         authority: &Authority,
         now: Instant,
         stall: Duration,
-    ) -> Response<ResponseBody> {
+    ) -> Fetched {
         let body = if self.framing == Framing::Done {
             if self.reusable && buf.is_empty() {
                 put_idle(authority, io, now);
@@ -480,10 +486,11 @@ impl Head {
                 progressed: false,
             }))
         };
-        let mut response = Response::new(body);
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
-        response
+        Fetched {
+            status: self.status,
+            lines: self.lines,
+            body,
+        }
     }
 }
 
@@ -964,10 +971,12 @@ mod tests {
             false,
         )
         .expect("head");
-        let mut names: Vec<&str> = h.headers.keys().map(|k| k.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["content-type", "set-cookie"]);
-        assert_eq!(h.headers.get_all("set-cookie").iter().count(), 2);
+        let lines = Headers::Raw(&h.lines);
+        let names: Vec<&[u8]> = lines.iter().map(|(n, _)| n.as_bytes()).collect();
+        assert_eq!(names, [&b"Content-Type"[..], b"Set-Cookie", b"Set-Cookie"]);
+        let map = lines.to_map();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get_all("set-cookie").iter().count(), 2);
     }
 
     fn decode(chunks: &[&[u8]]) -> Result<(Vec<u8>, BytesMut, Framing), &'static str> {

@@ -88,6 +88,21 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == PROXY_CONNECTION
 }
 
+/// [`is_hop_by_hop`] for a name as sent, in any case.
+pub(crate) fn is_hop_by_hop_raw(name: &[u8]) -> bool {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 => is(b"te"),
+        7 => is(b"trailer") || is(b"upgrade"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        16 => is(b"proxy-connection"),
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    }
+}
+
 /// What the upstream request does with a client header, by its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -176,6 +191,11 @@ impl<'h> Listed<'h> {
     /// Whether `name` (lowercase) is listed, in any case.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.contains_bytes(name.as_bytes())
+    }
+
+    /// Whether `name`, as sent, is listed, in any case.
+    pub(crate) fn contains_raw(&self, name: &[u8]) -> bool {
+        self.contains_bytes(name)
     }
 
     fn contains_bytes(&self, name: &[u8]) -> bool {

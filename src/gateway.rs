@@ -21,7 +21,7 @@ use crate::conn::{ConnState, InFlight};
 use crate::decision::{DryRunHit, Outcome, Reason, Refusal};
 use crate::evaluate::{evaluate_with_country, token_roles_of};
 use crate::facts::{RequestFacts, Target, TargetError, Token, framing, target};
-use crate::fetch;
+use crate::fetch::{self, Fetched};
 use crate::files::{self, Served};
 use crate::forward::{self, ForwardError, Origin};
 use crate::geo::Country;
@@ -103,6 +103,16 @@ pub enum Answered {
     /// A response: an upstream's, a file, `OPTIONS *`. Any `X-Request-Id`
     /// of its own gives way to the request's.
     Response(Response<Logged>),
+    /// An upstream's answer read by [`fetch`]: its header lines are written
+    /// where they lie in its head (no header map).
+    Fetched {
+        /// The status.
+        status: http::StatusCode,
+        /// The header lines the client gets.
+        lines: RawHeaders,
+        /// The body, with the access line.
+        body: Logged,
+    },
     /// A refusal, with its access line and in-flight mark in a [`Logged`]
     /// without a body, to be dropped once the refusal is written.
     Refused(Refused, Logged),
@@ -117,6 +127,18 @@ impl Answer {
                 response
                     .headers_mut()
                     .insert(X_REQUEST_ID.clone(), self.id.header_value());
+                response
+            }
+            Answered::Fetched {
+                status,
+                lines,
+                body,
+            } => {
+                let mut response = Response::new(body);
+                *response.status_mut() = status;
+                let headers = response.headers_mut();
+                *headers = Headers::Raw(&lines).to_map().into_owned();
+                headers.insert(X_REQUEST_ID.clone(), self.id.header_value());
                 response
             }
             Answered::Refused(refused, logged) => refused
@@ -229,7 +251,7 @@ impl Exchange<'_> {
         upstream: &UpstreamUrl,
         target: &str,
         client_host: Option<&str>,
-    ) -> Result<Response<ResponseBody>, ForwardError> {
+    ) -> Result<Fetched, ForwardError> {
         let origin = self.origin(trusted, client_host);
         let outgoing = fetch::Outgoing {
             method: &parts.method,
@@ -238,12 +260,10 @@ impl Exchange<'_> {
             origin: &origin,
             host: upstream_host(client_host, route, upstream),
         };
-        let mut response = timed(self, |now, connect, head| {
+        timed(self, |now, connect, head| {
             fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
         })
-        .await?;
-        *response.version_mut() = parts.version;
-        Ok(response)
+        .await
     }
 
     /// An allowed request's response: counted, with its access line.
@@ -260,6 +280,27 @@ impl Exchange<'_> {
         Answer {
             id,
             kind: Answered::Response(response.map(|body| logged.with_body(body))),
+        }
+    }
+
+    /// An allowed request's upstream answer: counted, with its access line.
+    fn allow_fetched(
+        &mut self,
+        fetched: Fetched,
+        line: Option<LineBuilder>,
+        outcome: LineOutcome,
+    ) -> Answer {
+        let elapsed = self.start.elapsed();
+        self.counters
+            .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
+        let (id, logged) = self.logged(fetched.status, line, outcome);
+        Answer {
+            id,
+            kind: Answered::Fetched {
+                status: fetched.status,
+                lines: fetched.lines,
+                body: logged.with_body(fetched.body),
+            },
         }
     }
 
@@ -563,8 +604,8 @@ pub async fn handle(
                 )
                 .await;
                 match found {
-                    IndexFound::Response(response) => {
-                        return ex.allow(*response, line, outcome);
+                    IndexFound::Response(fetched) => {
+                        return ex.allow_fetched(*fetched, line, outcome);
                     }
                     IndexFound::Refused(refusal) => {
                         return ex.refuse(&refusal, None, accept, line);
@@ -594,7 +635,7 @@ pub async fn handle(
                         )
                         .await;
                     return match fetched {
-                        Ok(response) => ex.allow(response, line, outcome),
+                        Ok(fetched) => ex.allow_fetched(fetched, line, outcome),
                         Err(e) => {
                             let refusal = upstream_refusal(&ex, &e);
                             ex.refuse(&refusal, None, accept, line)
@@ -640,7 +681,7 @@ fn decide_rewritten(policy: &Policy, facts: &RequestFacts<'_>, path: &str) -> Re
 /// What the index names of an upstream route gave.
 enum IndexFound {
     /// The first index the upstream did not answer 404 for.
-    Response(Box<Response<ResponseBody>>),
+    Response(Box<Fetched>),
     /// A candidate was refused by the rules, or all were 404 without autoindex.
     Refused(Refusal),
     /// All were 404 and the route has autoindex.
@@ -687,8 +728,8 @@ async fn index_fallback(
             )
             .await;
         match fetched {
-            Ok(response) if response.status() == http::StatusCode::NOT_FOUND => continue,
-            Ok(response) => return IndexFound::Response(Box::new(response)),
+            Ok(fetched) if fetched.status == http::StatusCode::NOT_FOUND => continue,
+            Ok(fetched) => return IndexFound::Response(Box::new(fetched)),
             Err(e) => {
                 let refusal = upstream_refusal(ex, &e);
                 return IndexFound::Refused(refusal);

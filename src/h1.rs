@@ -32,9 +32,8 @@ use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode, Uri, Version};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -43,7 +42,7 @@ use crate::conn::{ConnState, ConnTimeout};
 use crate::fetch::{Span, parse_length, span_of};
 use crate::forward::Listed;
 use crate::gateway::{Answer, Answered, Conn, Shared, Via, handle};
-use crate::headers::RawHeaders;
+use crate::headers::{Headers, RawHeaders};
 use crate::log::Logged;
 use crate::respond::X_REQUEST_ID;
 
@@ -382,6 +381,39 @@ fn request_parts(
     Ok((parts, head))
 }
 
+/// The response headers the writer minds, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// `Transfer-Encoding`: the framing is decided here.
+    Framing,
+    /// `X-Request-Id`: the request's own is written.
+    RequestId,
+    /// `Content-Length`.
+    Length,
+    /// `Connection`.
+    Connection,
+    /// `Date`.
+    Date,
+    /// Anything else.
+    Other,
+}
+
+impl Said {
+    /// A name's kind, in any case: a switch on its length, then one
+    /// comparison.
+    fn of(name: &[u8]) -> Said {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        match name.len() {
+            4 if is(b"date") => Said::Date,
+            10 if is(b"connection") => Said::Connection,
+            12 if is(b"x-request-id") => Said::RequestId,
+            14 if is(b"content-length") => Said::Length,
+            17 if is(b"transfer-encoding") => Said::Framing,
+            _ => Said::Other,
+        }
+    }
+}
+
 /// How a response body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -410,7 +442,24 @@ async fn write_answer<T: AsyncWrite + Unpin>(
     let id = answer.id.as_bytes();
     let (refused, mut logged) = match answer.kind {
         Answered::Response(response) => {
-            return write_response(io, out, response, id, head_only, version, keep).await;
+            let (parts, body) = response.into_parts();
+            let lines = parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+            let head = (parts.status, lines, id);
+            return write_response(io, out, head, body, head_only, version, keep).await;
+        }
+        Answered::Fetched {
+            status,
+            lines,
+            body,
+        } => {
+            let lines = Headers::Raw(&lines)
+                .iter()
+                .map(|(name, value)| (name.as_bytes(), value.as_bytes()));
+            let head = (status, lines, id);
+            return write_response(io, out, head, body, head_only, version, keep).await;
         }
         Answered::Refused(refused, logged) => (refused, logged),
     };
@@ -459,37 +508,39 @@ fn end_head(out: &mut Vec<u8>, version: Version, keep: bool, says_close: bool, d
 }
 
 /// Writes a response, with `X-Request-Id: id` in place of any of its own.
-async fn write_response<T: AsyncWrite + Unpin>(
+async fn write_response<'h, T: AsyncWrite + Unpin>(
     io: &mut T,
     out: &mut Vec<u8>,
-    response: Response<Logged>,
-    id: &[u8],
+    (status, lines, id): (
+        StatusCode,
+        impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        &[u8],
+    ),
+    mut body: Logged,
     head_only: bool,
     version: Version,
     mut keep: bool,
 ) -> io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let status = parts.status;
     status_line(out, version, status);
     let mut length = None;
     let mut dated = false;
     let mut connection = Listed::new();
-    for (name, value) in &parts.headers {
-        if name == TRANSFER_ENCODING || name == X_REQUEST_ID {
-            continue;
-        }
-        if name == CONTENT_LENGTH {
-            // One length, and one that parses: the framing follows it.
-            match (length, parse_length(value.as_bytes())) {
-                (None, Some(n)) => length = Some(n),
-                _ => continue,
+    // Names in any case: lowercase from a map, as sent from an upstream head.
+    for (name, value) in lines {
+        match Said::of(name) {
+            Said::Framing | Said::RequestId => continue,
+            Said::Length => {
+                // One length, and one that parses: the framing follows it.
+                match (length, parse_length(value)) {
+                    (None, Some(n)) => length = Some(n),
+                    _ => continue,
+                }
             }
-        } else if name == CONNECTION {
-            connection.add(value.as_bytes());
-        } else if name == DATE {
-            dated = true;
+            Said::Connection => connection.add(value),
+            Said::Date => dated = true,
+            Said::Other => {}
         }
-        header_line(out, name.as_str().as_bytes(), value.as_bytes());
+        header_line(out, name, value);
     }
     let says_close = connection.contains("close");
     let bodiless_status = status.is_informational()
@@ -827,6 +878,24 @@ mod tests {
         assert_eq!(map.len(), 5);
         assert_eq!(map["host"], "x");
         assert_eq!(map.get_all(SET_COOKIE).iter().count(), 2);
+    }
+
+    #[test]
+    fn the_headers_the_writer_minds_are_known_in_any_case() {
+        for (name, said) in [
+            ("date", Said::Date),
+            ("DATE", Said::Date),
+            ("Connection", Said::Connection),
+            ("x-request-id", Said::RequestId),
+            ("X-Request-ID", Said::RequestId),
+            ("Content-Length", Said::Length),
+            ("transfer-ENCODING", Said::Framing),
+            ("dates", Said::Other),
+            ("content-type", Said::Other),
+            ("", Said::Other),
+        ] {
+            assert_eq!(Said::of(name.as_bytes()), said, "{name}");
+        }
     }
 
     #[test]

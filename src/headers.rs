@@ -23,6 +23,11 @@ pub struct RawHeaders {
 }
 
 impl RawHeaders {
+    /// The lines `spans` of `head`.
+    pub(crate) fn new(head: Bytes, spans: Vec<Span>) -> RawHeaders {
+        RawHeaders { head, spans }
+    }
+
     /// The list of lines, emptied, for a head about to be parsed.
     pub(crate) fn lines(&mut self) -> &mut Vec<Span> {
         self.head = Bytes::new();
@@ -176,9 +181,9 @@ pub enum Name<'a> {
     Raw(&'a [u8]),
 }
 
-impl Name<'_> {
+impl<'a> Name<'a> {
     /// The name (as sent, for a head read by `h1`).
-    pub fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(self) -> &'a [u8] {
         match self {
             Name::Map(name) => name.as_str().as_bytes(),
             Name::Raw(name) => name,

@@ -361,3 +361,62 @@ fn a_large_body_arrives_whole_over_many_reads_and_the_connection_is_reused() {
     let connections: Vec<usize> = upstream.requests().into_iter().map(|(c, _)| c).collect();
     assert_eq!(connections, [0, 0, 0, 0]);
 }
+
+#[test]
+fn upstream_header_lines_reach_the_client_alike_from_either_loop() {
+    let upstream = Scripted::start(|_| {
+        answer(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCONNECTION: X-Upstream-Secret\r\n\
+             x-upstream-SECRET: 1\r\nKeep-Alive: timeout=5\r\nPROXY-Connection: keep-alive\r\n\
+             Trailer: X-T\r\nX-Request-ID: upstream-chosen\r\nSet-Cookie: a=1\r\n\
+             set-cookie: b=2\r\nDate: Mon, 30 Nov 2026 08:00:00 GMT\r\nContent-Length: 2\r\n\r\nok",
+            After::Keep,
+        )
+    });
+    let gw = Gateway::start(PASS, Some(upstream.addr));
+    // Bodiless: the gateway's own loop; with a length: hyper's. Both reach
+    // the upstream through `fetch`.
+    let ours = crate::common::gateway::raw(gw.addr, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    let hypers = crate::common::gateway::raw(
+        gw.addr,
+        b"GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+    );
+    for r in [&ours, &hypers] {
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{r:?}");
+        for gone in [
+            "x-upstream-secret",
+            "keep-alive",
+            "proxy-connection",
+            "trailer",
+        ] {
+            assert!(r.header(gone).is_none(), "{gone} reached the client: {r:?}");
+        }
+        assert_ne!(r.header("x-request-id"), Some("upstream-chosen"));
+        assert_eq!(
+            r.headers
+                .iter()
+                .filter(|(n, _)| n == "x-request-id")
+                .count(),
+            1
+        );
+        assert_eq!(r.header("date"), Some("Mon, 30 Nov 2026 08:00:00 GMT"));
+    }
+    let shape = |r: &crate::common::gateway::Raw| {
+        let mut kept: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n != "x-request-id")
+            .cloned()
+            .collect();
+        kept.sort();
+        kept
+    };
+    assert_eq!(shape(&ours), shape(&hypers));
+    assert_eq!(
+        ours.headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .count(),
+        2
+    );
+}
