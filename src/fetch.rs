@@ -321,7 +321,7 @@ fn parse_head(buf: &mut BytesMut, bodiless: bool) -> Result<Parsed, &'static str
             }
         };
     let raw = buf.split_to(len).freeze();
-    let (lines, closes) = client_lines(raw, &spans[..count]);
+    let (lines, closes) = client_lines(raw, &spans[..count], status);
     Ok(Parsed::Final(Head {
         status,
         lines,
@@ -421,9 +421,12 @@ pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
 /// The header lines the client gets: the upstream's, less hop-by-hop ones,
 /// those its `Connection` names, and `X-Request-Id` (the gateway sets its
 /// own); names in any case. They stay where they lie in the head: no header
-/// map is built for the h1 loop, which writes them as they are. Also tells
-/// whether `Connection` says `close`.
-fn client_lines(raw: Bytes, spans: &[Span]) -> (RawHeaders, bool) {
+/// map is built for the h1 loop, which writes them as they are. A bodiless
+/// answer (to HEAD, a 204 or 304) is not held to one `Content-Length`, so
+/// only its first is kept, and a 204 or 304 keeps none (RFC 9110 §8.6; hyper
+/// drops it there too): whichever loop writes it, the client sees one
+/// length or none. Also tells whether `Connection` says `close`.
+fn client_lines(raw: Bytes, spans: &[Span], status: StatusCode) -> (RawHeaders, bool) {
     let at = |(start, end): (u32, u32)| &raw[start as usize..end as usize];
     let mut listed = Listed::new();
     for span in spans {
@@ -431,10 +434,14 @@ fn client_lines(raw: Bytes, spans: &[Span]) -> (RawHeaders, bool) {
             listed.add(at(span.value));
         }
     }
+    let mut length_kept = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let kept = spans
         .iter()
         .filter(|span| {
             let name = at(span.name);
+            if name.eq_ignore_ascii_case(b"content-length") {
+                return !std::mem::replace(&mut length_kept, true);
+            }
             !(forward::is_hop_by_hop_raw(name)
                 || name.eq_ignore_ascii_case(b"x-request-id")
                 || listed.contains_raw(name))

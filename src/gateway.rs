@@ -134,6 +134,7 @@ impl Answer {
                 lines,
                 body,
             } => {
+                // hyper's server answers in the request's version itself.
                 let mut response = Response::new(body);
                 *response.status_mut() = status;
                 let headers = response.headers_mut();
@@ -320,6 +321,7 @@ impl Exchange<'_> {
                 Arc::clone(&self.shared.access_log),
             )
         });
+        debug_assert!(self.in_flight.is_some(), "one answer per request");
         let logged = Logged::new(ResponseBody::Empty, pending, self.in_flight.take());
         (self.id, logged)
     }

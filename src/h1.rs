@@ -148,7 +148,8 @@ where
     let mut out = Vec::with_capacity(1024);
     let mut served = false;
     // One future for the whole connection, to wait on while idle (a sender
-    // gone is a shutdown too); between requests, `Shared::stopping` says it.
+    // gone is a shutdown too); between requests, `Shared::stopping` says it
+    // (set before the stop is sent, or when the server is dropped).
     let mut stop = std::pin::pin!(async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     });

@@ -155,7 +155,8 @@ impl<'a> Headers<'a> {
         match self {
             Headers::Map(map) => std::borrow::Cow::Borrowed(map),
             Headers::Raw(raw) => {
-                let mut map = HeaderMap::with_capacity(raw.spans.len());
+                // Room for the request id a response gets too.
+                let mut map = HeaderMap::with_capacity(raw.spans.len() + 1);
                 for s in &raw.spans {
                     if let (Ok(name), Ok(value)) = (
                         HeaderName::from_bytes(raw.at(s.name)),

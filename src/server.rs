@@ -59,6 +59,14 @@ pub struct Running {
     admin_thread: Option<JoinHandle<()>>,
 }
 
+/// A server dropped without a shutdown (an error on the way up) stops like
+/// one: connections close after their answer.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Running {
     /// The shared state (policy, logs, readiness).
     pub fn shared(&self) -> &Arc<Shared> {
@@ -123,6 +131,8 @@ fn bind_group(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListene
 /// listener; marks the gateway ready once all are bound.
 pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError> {
     let workers = workers.max(1);
+    // A server started again on the same state serves again.
+    shared.stopping.store(false, Ordering::SeqCst);
     let live = shared.live.load_full();
     let policy = &live.policy;
     let mut groups = Vec::new();

@@ -420,3 +420,59 @@ fn upstream_header_lines_reach_the_client_alike_from_either_loop() {
         2
     );
 }
+
+#[test]
+fn a_bodiless_answer_reaches_the_client_with_one_length_or_none() {
+    // Answers to HEAD, 204 and 304 are not held to one Content-Length by
+    // the framing rules (they have no body): the client still gets one (to
+    // HEAD) or none (204, 304, as hyper sends them), from either loop.
+    let upstream = Scripted::start(|target| match target {
+        "/two" => answer(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-LENGTH: 7\r\n\r\n",
+            After::Keep,
+        ),
+        "/none" => answer(
+            "HTTP/1.1 204 No Content\r\nContent-Length: 3\r\nX-Kept: yes\r\n\r\n",
+            After::Keep,
+        ),
+        _ => answer(
+            "HTTP/1.1 304 Not Modified\r\nCONTENT-length: 9\r\nContent-Length: 4\r\n\r\n",
+            After::Keep,
+        ),
+    });
+    let gw = Gateway::start(PASS, Some(upstream.addr));
+    let lengths = |r: &crate::common::gateway::Raw| -> Vec<String> {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == "content-length")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    // Bodiless requests: the gateway's loop; with a length: hyper's.
+    for length in ["", "Content-Length: 0\r\n"] {
+        let head = crate::common::gateway::raw(
+            gw.addr,
+            format!("HEAD /two HTTP/1.1\r\nHost: t\r\n{length}\r\n").as_bytes(),
+        );
+        assert_eq!(
+            (head.status, lengths(&head)),
+            (200, vec!["5".to_owned()]),
+            "{length:?}"
+        );
+        let none = crate::common::gateway::raw(
+            gw.addr,
+            format!("GET /none HTTP/1.1\r\nHost: t\r\n{length}\r\n").as_bytes(),
+        );
+        assert_eq!((none.status, lengths(&none)), (204, vec![]), "{length:?}");
+        assert_eq!(none.header("x-kept"), Some("yes"));
+        let not_modified = crate::common::gateway::raw(
+            gw.addr,
+            format!("GET /nm HTTP/1.1\r\nHost: t\r\n{length}\r\n").as_bytes(),
+        );
+        assert_eq!(
+            (not_modified.status, lengths(&not_modified)),
+            (304, vec![]),
+            "{length:?}"
+        );
+    }
+}
