@@ -274,10 +274,7 @@ impl Exchange<'_> {
         line: Option<LineBuilder>,
         outcome: LineOutcome,
     ) -> Answer {
-        let elapsed = self.start.elapsed();
-        self.counters
-            .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
-        let (id, logged) = self.logged(response.status(), line, outcome);
+        let (id, logged) = self.allowed(response.status(), line, outcome);
         Answer {
             id,
             kind: Answered::Response(response.map(|body| logged.with_body(body))),
@@ -291,10 +288,7 @@ impl Exchange<'_> {
         line: Option<LineBuilder>,
         outcome: LineOutcome,
     ) -> Answer {
-        let elapsed = self.start.elapsed();
-        self.counters
-            .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
-        let (id, logged) = self.logged(fetched.status, line, outcome);
+        let (id, logged) = self.allowed(fetched.status, line, outcome);
         Answer {
             id,
             kind: Answered::Fetched {
@@ -303,6 +297,19 @@ impl Exchange<'_> {
                 body: logged.with_body(fetched.body),
             },
         }
+    }
+
+    /// Counts an allowed request; its id and its [`Logged`] (see [`Self::logged`]).
+    fn allowed(
+        &mut self,
+        status: http::StatusCode,
+        line: Option<LineBuilder>,
+        outcome: LineOutcome,
+    ) -> (Id, Logged) {
+        let elapsed = self.start.elapsed();
+        self.counters
+            .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
+        self.logged(status, line, outcome)
     }
 
     /// The request's id, and a body-less [`Logged`] holding its access
