@@ -105,8 +105,8 @@ enum Failure {
 
 /// Sends `outgoing` to `authority` and reads the response head within
 /// `head_timeout` of `now` (also the clock that expires idle connections).
-/// The response carries the client-facing headers: hop-by-hop ones and
-/// those the upstream's `Connection` names are gone.
+/// The answer carries the client-facing header lines ([`client_lines`]):
+/// hop-by-hop ones and those the upstream's `Connection` names are gone.
 pub async fn fetch(
     authority: &Authority,
     outgoing: &Outgoing<'_>,

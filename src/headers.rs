@@ -6,7 +6,8 @@
 //! and dropping it all again) cost about a fifth of a refusal's
 //! instructions. A head read by `h1` is checked by httparse, so its lines
 //! are looked up where they are: a scan over a few spans, names compared
-//! in any case. The client's bytes are never changed.
+//! in any case. The client's bytes are never changed. An upstream's
+//! answer read by [`crate::fetch`] keeps its header lines the same way.
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, ValueIter};
