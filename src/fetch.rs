@@ -105,7 +105,7 @@ enum Failure {
 
 /// Sends `outgoing` to `authority` and reads the response head within
 /// `head_timeout` of `now` (also the clock that expires idle connections).
-/// The answer carries the client-facing header lines ([`client_lines`]):
+/// The answer carries the client-facing header lines:
 /// hop-by-hop ones and those the upstream's `Connection` names are gone.
 pub async fn fetch(
     authority: &Authority,
@@ -453,7 +453,7 @@ fn client_lines(raw: Bytes, spans: &[Span], status: StatusCode) -> (RawHeaders, 
 }
 
 /// An upstream's answer, for the client: its status, the header lines it
-/// gets (see [`client_lines`]) and its body.
+/// gets (hop-by-hop and `Connection`-named ones left out) and its body.
 #[derive(Debug)]
 pub struct Fetched {
     /// The status.
