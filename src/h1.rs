@@ -106,7 +106,7 @@ enum Parsed {
 
 /// Serves requests on `io` until the connection ends or one of them is not
 /// for this loop. `max_head` is the largest request head accepted. A
-/// connection that ends here is shut down (bounded by [`CLOSE_WAIT`]).
+/// connection that ends here is shut down (bounded by `CLOSE_WAIT`).
 pub async fn serve<T>(
     mut io: T,
     shared: &Shared,
