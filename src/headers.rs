@@ -273,3 +273,63 @@ impl<'a> DoubleEndedIterator for Values<'a, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of `head` as httparse finds them.
+    fn raw_of(head: &[u8]) -> RawHeaders {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut slots);
+        let parsed = request.parse(head);
+        assert!(
+            matches!(parsed, Ok(httparse::Status::Complete(_))),
+            "{parsed:?}"
+        );
+        let spans = request
+            .headers
+            .iter()
+            .map(|h| Span {
+                name: crate::fetch::span_of(head, h.name.as_bytes()),
+                value: crate::fetch::span_of(head, h.value),
+            })
+            .collect();
+        RawHeaders::new(Bytes::copy_from_slice(head), spans)
+    }
+
+    proptest::proptest! {
+        /// Whatever the lines and the letter case of their names, the lines
+        /// read where they lie answer every lookup as hyper's map of the
+        /// same lines does.
+        #[test]
+        fn lines_answer_as_the_map_of_the_same_lines(
+            lines in proptest::collection::vec(
+                ("(host|accept|x-forwarded-for|set-cookie|x-a|connection)", "[ -~]{0,8}", proptest::bool::ANY),
+                0..10,
+            ),
+        ) {
+            let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+            let mut map = HeaderMap::new();
+            for (name, value, upper) in &lines {
+                let sent = if *upper { name.to_ascii_uppercase() } else { name.clone() };
+                head.extend_from_slice(format!("{sent}: {value}\r\n").as_bytes());
+                // httparse gives the value without its surrounding spaces.
+                let value = HeaderValue::from_str(value.trim_matches(' ')).expect("visible ASCII");
+                map.append(HeaderName::from_bytes(name.as_bytes()).expect("name"), value);
+            }
+            head.extend_from_slice(b"\r\n");
+            let raw = raw_of(&head);
+            let (ours, theirs) = (Headers::Raw(&raw), Headers::Map(&map));
+            proptest::prop_assert_eq!(ours.len(), theirs.len());
+            for name in ["host", "accept", "x-forwarded-for", "set-cookie", "x-a", "connection", "x-b"] {
+                let name = HeaderName::from_static(name);
+                proptest::prop_assert_eq!(ours.get(&name), theirs.get(&name));
+                proptest::prop_assert_eq!(ours.get_all(&name).collect::<Vec<_>>(), theirs.get_all(&name).collect::<Vec<_>>());
+                proptest::prop_assert_eq!(ours.get_all(&name).rev().collect::<Vec<_>>(), theirs.get_all(&name).rev().collect::<Vec<_>>());
+                proptest::prop_assert_eq!(ours.value(&name), theirs.value(&name));
+            }
+            proptest::prop_assert_eq!(&*ours.to_map(), &map);
+        }
+    }
+}
