@@ -21,7 +21,7 @@
 //! Requests with a body, and upgrades, go through hyper's client
 //! ([`forward::send`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
@@ -56,6 +56,34 @@ const BODY_READ: usize = 16 * 1024;
 
 thread_local! {
     static POOL: RefCell<Pool<TcpStream>> = const { RefCell::new(Pool::new()) };
+    /// A request head's buffer, kept for the worker's next request.
+    static HEAD_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The largest head buffer kept for the next request.
+const HEAD_BUF_KEPT: usize = 16 * 1024;
+
+/// A request head being sent. Its buffer comes from the worker's spare one
+/// and goes back when the exchange ends: a request allocates none once
+/// the worker has served one.
+struct HeadBuf(Vec<u8>);
+
+impl HeadBuf {
+    fn take() -> HeadBuf {
+        let mut buf = HEAD_BUF.try_with(Cell::take).unwrap_or_default();
+        buf.clear();
+        buf.reserve(512);
+        HeadBuf(buf)
+    }
+}
+
+impl Drop for HeadBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() <= HEAD_BUF_KEPT {
+            let buf = std::mem::take(&mut self.0);
+            let _ = HEAD_BUF.try_with(|spare| spare.set(buf));
+        }
+    }
 }
 
 /// An upstream request without a body, as the gateway will send it.
@@ -75,8 +103,9 @@ pub struct Outgoing<'a> {
 
 impl Outgoing<'_> {
     /// The request head, as bytes on the wire.
-    fn encode(&self) -> Vec<u8> {
-        let mut head = Vec::with_capacity(512);
+    fn encode(&self) -> HeadBuf {
+        let mut buf = HeadBuf::take();
+        let head = &mut buf.0;
         head.extend_from_slice(self.method.as_str().as_bytes());
         head.push(b' ');
         head.extend_from_slice(self.target.as_bytes());
@@ -84,11 +113,11 @@ impl Outgoing<'_> {
         forward::each_upstream_header(self.headers, self.origin, self.host, |name, value| {
             head.extend_from_slice(name.as_bytes());
             head.extend_from_slice(b": ");
-            value.write_to(&mut head);
+            value.write_to(head);
             head.extend_from_slice(b"\r\n");
         });
         head.extend_from_slice(b"\r\n");
-        head
+        buf
     }
 }
 
@@ -134,7 +163,7 @@ pub async fn fetch(
         };
         let mut buf = BytesMut::with_capacity(FIRST_READ);
         let exchanged = tokio::time::timeout_at(deadline, async {
-            io.write_all(&head).await.map_err(Failure::Unanswered)?;
+            io.write_all(&head.0).await.map_err(Failure::Unanswered)?;
             read_head(&mut io, &mut buf, bodiless).await
         })
         .await;
