@@ -473,7 +473,7 @@ fn client_lines(raw: Bytes, spans: &[Span], status: StatusCode) -> (RawHeaders, 
             }
             !(forward::is_hop_by_hop_raw(name)
                 || name.eq_ignore_ascii_case(b"x-request-id")
-                || listed.contains_raw(name))
+                || listed.contains_bytes(name))
         })
         .copied()
         .collect();

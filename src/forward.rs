@@ -39,8 +39,6 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// `X-Real-IP`.
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Why a request did not get an upstream response.
 #[derive(Debug, thiserror::Error)]
@@ -77,18 +75,11 @@ pub enum ForwardError {
 /// Whether a header is hop-by-hop (RFC 9110 §7.6.1, plus `Proxy-Connection`
 /// and `Keep-Alive`).
 pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == header::PROXY_AUTHENTICATE
-        || name == header::PROXY_AUTHORIZATION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+    is_hop_by_hop_raw(name.as_str().as_bytes())
 }
 
-/// [`is_hop_by_hop`] for a name as sent, in any case.
+/// [`is_hop_by_hop`] for a name as sent, in any case: the one list of
+/// hop-by-hop names, by length.
 pub(crate) fn is_hop_by_hop_raw(name: &[u8]) -> bool {
     let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
     match name.len() {
@@ -124,21 +115,17 @@ enum Kind {
 /// comparison or two, instead of a comparison with every name listed.
 fn kind_of(name: Name<'_>) -> Kind {
     let n = name.as_bytes();
+    if is_hop_by_hop_raw(n) {
+        return Kind::Dropped;
+    }
     let is = |s: &[u8]| n.eq_ignore_ascii_case(s);
     match n.len() {
-        2 if is(b"te") => Kind::Dropped,
         4 if is(b"host") => Kind::Dropped,
-        7 if is(b"trailer") || is(b"upgrade") => Kind::Dropped,
         9 if is(b"forwarded") || is(b"x-real-ip") => Kind::Forwarding,
-        10 if is(b"connection") || is(b"keep-alive") => Kind::Dropped,
         12 if is(b"x-request-id") => Kind::Dropped,
         15 if is(b"x-forwarded-for") => Kind::Dropped,
         16 if is(b"x-forwarded-host") => Kind::ForwardedHost,
-        16 if is(b"proxy-connection") => Kind::Dropped,
         17 if is(b"x-forwarded-proto") => Kind::Proto,
-        17 if is(b"transfer-encoding") => Kind::Dropped,
-        18 if is(b"proxy-authenticate") => Kind::Dropped,
-        19 if is(b"proxy-authorization") => Kind::Dropped,
         len if len >= 12 && n[..12].eq_ignore_ascii_case(b"x-forwarded-") => Kind::Forwarding,
         _ => Kind::Other,
     }
@@ -194,11 +181,7 @@ impl<'h> Listed<'h> {
     }
 
     /// Whether `name`, as sent, is listed, in any case.
-    pub(crate) fn contains_raw(&self, name: &[u8]) -> bool {
-        self.contains_bytes(name)
-    }
-
-    fn contains_bytes(&self, name: &[u8]) -> bool {
+    pub(crate) fn contains_bytes(&self, name: &[u8]) -> bool {
         // Nearly always: no `Connection` header, or one naming no header.
         if self.len == 0 {
             return false;

@@ -99,22 +99,6 @@ impl<'a> Headers<'a> {
         }
     }
 
-    /// The first value of `name` as a header value (sharing the head's
-    /// bytes).
-    pub fn value(self, name: &HeaderName) -> Option<HeaderValue> {
-        match self {
-            Headers::Map(map) => map.get(name).cloned(),
-            Headers::Raw(raw) => {
-                let name = name.as_str().as_bytes();
-                let s = raw.spans.iter().find(|s| raw.named(s, name))?;
-                HeaderValue::from_maybe_shared(
-                    raw.head.slice(s.value.0 as usize..s.value.1 as usize),
-                )
-                .ok()
-            }
-        }
-    }
-
     /// Whether there is a `name` line.
     pub fn contains(self, name: &HeaderName) -> bool {
         self.get(name).is_some()
@@ -198,12 +182,6 @@ impl<'a> Name<'a> {
             Name::Map(name) => *name == other,
             Name::Raw(name) => name.eq_ignore_ascii_case(other.as_str().as_bytes()),
         }
-    }
-
-    /// Whether the name starts with `prefix` (lowercase), in any case.
-    pub fn starts_with(&self, prefix: &[u8]) -> bool {
-        let name = self.as_bytes();
-        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
     }
 
     /// The name as hyper's type (lowercased); `None` for a name hyper
@@ -327,7 +305,6 @@ mod tests {
                 proptest::prop_assert_eq!(ours.get(&name), theirs.get(&name));
                 proptest::prop_assert_eq!(ours.get_all(&name).collect::<Vec<_>>(), theirs.get_all(&name).collect::<Vec<_>>());
                 proptest::prop_assert_eq!(ours.get_all(&name).rev().collect::<Vec<_>>(), theirs.get_all(&name).rev().collect::<Vec<_>>());
-                proptest::prop_assert_eq!(ours.value(&name), theirs.value(&name));
             }
             proptest::prop_assert_eq!(&*ours.to_map(), &map);
         }
