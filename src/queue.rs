@@ -41,10 +41,12 @@ pub struct BoundedSender<T> {
 pub struct BoundedReceiver<T> {
     shared: Arc<Shared<T>>,
     batch: VecDeque<T>,
+    /// What recent batches held, decaying by an eighth a swap: the
+    /// capacity a drained batch keeps beyond [`KEPT`].
+    recent: usize,
 }
 
-/// The capacity a drained batch keeps: a flood's high-water mark is given
-/// back once it has passed.
+/// The capacity a drained batch always keeps.
 const KEPT: usize = 256;
 
 /// A queue that holds at most `capacity` items.
@@ -61,6 +63,7 @@ pub fn bounded<T>(capacity: usize) -> (BoundedSender<T>, BoundedReceiver<T>) {
     let receiver = BoundedReceiver {
         shared,
         batch: VecDeque::new(),
+        recent: 0,
     };
     (sender, receiver)
 }
@@ -117,7 +120,14 @@ impl<T> BoundedReceiver<T> {
         if let Some(item) = self.batch.pop_front() {
             return Ok(item);
         }
-        self.batch.shrink_to(KEPT);
+        // Steady traffic keeps the room its batches need (given back and
+        // grown again, it was page faults and `mremap`s at every drain): room
+        // past four times what recent batches held goes, down to twice that,
+        // so a flood's is given back within a few dozen swaps of its end.
+        let needed = KEPT.max(self.recent);
+        if self.batch.capacity() > 4 * needed {
+            self.batch.shrink_to(2 * needed);
+        }
         // Read before the swap: a sender that left did so after its last push.
         let gone = self.shared.senders.load(Ordering::Acquire) == 0;
         std::mem::swap(
@@ -128,6 +138,7 @@ impl<T> BoundedReceiver<T> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
+        self.recent = self.batch.len().max(self.recent - self.recent / 8);
         match self.batch.pop_front() {
             Some(item) => Ok(item),
             None if gone => Err(Empty::ForGood),
@@ -161,6 +172,38 @@ mod tests {
         assert_eq!(rx.try_recv(), Err(Empty::Now));
         drop(rx);
         assert_eq!(tx.try_send(6), Err(6));
+    }
+
+    #[test]
+    fn steady_batches_keep_their_room_and_a_flood_gives_it_back() {
+        let (tx, mut rx) = bounded(100_000);
+        let mut drain = |count: usize| {
+            for i in 0..count {
+                tx.try_send(i).expect("room");
+            }
+            let got = std::iter::from_fn(|| rx.try_recv().ok()).count();
+            assert_eq!(got, count);
+            // The buffer the next sends go to, and the receiver's.
+            let queued = rx.shared.items.lock().expect("lock").capacity();
+            (queued, rx.batch.capacity())
+        };
+        // Batches that vary: once grown, neither buffer is given back and
+        // grown again.
+        let sizes = [500, 700, 600].into_iter().cycle();
+        for size in sizes.clone().take(6) {
+            drain(size);
+        }
+        let settled = drain(600);
+        for size in sizes.take(30) {
+            assert_eq!(drain(size), settled, "{size}");
+        }
+        assert!(settled.0 >= 700, "{settled:?}");
+        drain(50_000);
+        let mut last = (0, 0);
+        for _ in 0..60 {
+            last = drain(10);
+        }
+        assert!(last.0 <= 4 * KEPT && last.1 <= 4 * KEPT, "{last:?}");
     }
 
     #[test]

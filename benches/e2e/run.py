@@ -518,6 +518,10 @@ def summarize(size, running, mixes, results, rows, non2xx_are_errors):
                 "p50": statistics.median(x[1] for x in runs),
                 "p99": statistics.median(x[2] for x in runs),
                 "cpu": statistics.median(x[3] for x in runs),
+                # Each round's CPU per request over nginx's in the same round
+                # (the runs next to each other in time), for the paired ratio.
+                "ratios": [x[3] / n[3] if n[3] else float("nan")
+                           for x, n in zip(runs, results[(mix, "nginx")])],
                 "user": statistics.median(x[9] for x in runs),
                 "errors": sum(x[4] for x in runs) + (non2xx if non2xx_are_errors else 0),
                 "non2xx": non2xx,
@@ -573,18 +577,22 @@ def measure_files(args, rows, binaries):
 
 def report(rows, args):
     header = ("| prefixes | mix | gateway | req/s | p50 µs | p99 µs | CPU µs/req | of which user | ratio "
-              "| errors | PSS MB | RSS MB |")
-    lines = [header, "|" + "---|" * 12]
+              "| paired ratio (range) | errors | PSS MB | RSS MB |")
+    lines = [header, "|" + "---|" * 13]
     for row in rows:
         nginx = next(r for r in rows if r["size"] == row["size"] and r["mix"] == row["mix"] and r["gateway"] == "nginx")
         ratio = row["cpu"] / nginx["cpu"] if nginx["cpu"] else float("nan")
+        paired = (f"{statistics.median(row['ratios']):.2f} ({min(row['ratios']):.2f}–{max(row['ratios']):.2f})"
+                  if row["gateway"] != "nginx" else "1.00")
         lines.append(f"| {row['size']} | {row['mix']} | {row['gateway']} | {row['rps']:.0f} | {row['p50']:.0f} | {row['p99']:.0f} "
-                     f"| {row['cpu']:.1f} | {row['user']:.1f} | {ratio:.2f} | {row['errors']} | {row['pss_mb']:.1f} | {row['rss_mb']:.1f} |")
+                     f"| {row['cpu']:.1f} | {row['user']:.1f} | {ratio:.2f} | {paired} | {row['errors']} "
+                     f"| {row['pss_mb']:.1f} | {row['rss_mb']:.1f} |")
     report = "\n".join(lines)
     print(report)
     (WORK / "report.md").write_text(report + "\n")
     print(f"\n(wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds each, medians; "
-          f"CPU µs/req from /proc utime+stime, the user part apart; ratio = CPU per request relative to nginx. Non-2xx in the refused mix are the refusals.)")
+          f"CPU µs/req from /proc utime+stime, the user part apart; ratio = median CPU per request over nginx's; "
+          f"paired ratio = the median, and the range, of each round's CPU per request over nginx's in the same round. Non-2xx in the refused mix are the refusals.)")
 
 
 if __name__ == "__main__":
