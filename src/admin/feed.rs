@@ -22,16 +22,20 @@ use crate::queue::{BoundedReceiver, BoundedSender, Empty, bounded};
 pub const RECENT: usize = 50;
 /// Minutes of per-minute counts kept.
 pub const MINUTES: usize = 60;
-/// Events waiting for the aggregator before new ones are dropped. The
-/// channel's slots are allocated up front, about 270 bytes each: 4096 keep
-/// the feed near 1 MB resident.
+/// Events waiting for the aggregator before new ones are dropped (about 270
+/// bytes each; the queue holds only what waits).
 const CHANNEL_EVENTS: usize = 4096;
-/// How often the aggregator drains the channel while refusals are few:
-/// up to 160k refusals a second fit.
+/// How often the aggregator drains the channel while refusals are few.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
-/// How often it drains while a drain finds the channel a quarter full or
-/// more (a flood): up to 2M refusals a second fit.
+/// How often it drains while refusals come fast: up to 2M a second fit.
 const DRAIN_BUSY: std::time::Duration = std::time::Duration::from_millis(2);
+/// A drain every [`DRAIN_EVERY`] that finds this many (10k refusals a
+/// second) starts the busy pace: the events waiting then stay within the
+/// room the queue keeps (70 KB), instead of the 25 ms batches of a fast
+/// stream growing it to megabytes and evicting the gateway's caches.
+const BUSY_FROM: usize = 256;
+/// A busy drain that finds fewer than this (5k a second) ends the busy pace.
+const BUSY_UNTIL: usize = 10;
 
 /// Text kept inline, cut at `N` bytes (on a character boundary).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -241,14 +245,14 @@ fn minute_of(at: SystemTime) -> u64 {
 }
 
 /// Drains the channel every [`DRAIN_EVERY`], or every [`DRAIN_BUSY`] while
-/// refusals flood in. The aggregator never waits on
+/// refusals come fast (see [`is_busy`]). The aggregator never waits on
 /// the channel itself: a receiver blocked in `recv` makes every send wake it
 /// (a system call and a context switch per refused request); a sleeping one
 /// costs senders nothing.
 fn aggregate(mut rx: BoundedReceiver<RefusalEvent>, board: &Board) {
-    let mut pause = DRAIN_EVERY;
+    let mut busy = false;
     loop {
-        std::thread::sleep(pause);
+        std::thread::sleep(if busy { DRAIN_BUSY } else { DRAIN_EVERY });
         let mut state = board.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut drained = 0;
         loop {
@@ -261,12 +265,14 @@ fn aggregate(mut rx: BoundedReceiver<RefusalEvent>, board: &Board) {
                 Err(Empty::ForGood) => return,
             }
         }
-        pause = if drained >= CHANNEL_EVENTS / 4 {
-            DRAIN_BUSY
-        } else {
-            DRAIN_EVERY
-        };
+        busy = is_busy(busy, drained);
     }
+}
+
+/// Whether the next drain comes at the busy pace, after one (busy or not)
+/// that found `drained` events.
+fn is_busy(busy: bool, drained: usize) -> bool {
+    drained >= if busy { BUSY_UNTIL } else { BUSY_FROM }
 }
 
 impl State {
@@ -464,6 +470,25 @@ mod tests {
         let s = wait_for(&feed, now, (RECENT + 10) as u64);
         assert_eq!(s.recent.len(), RECENT);
         assert_eq!(s.recent[0].path.as_str(), format!("/{}", RECENT + 9));
+    }
+
+    #[test]
+    fn the_busy_pace_starts_at_ten_thousand_a_second_and_ends_below_five() {
+        let per_second = |drained: usize, busy: bool| {
+            let pause = if busy { DRAIN_BUSY } else { DRAIN_EVERY };
+            drained as f64 / pause.as_secs_f64()
+        };
+        assert!(!is_busy(false, BUSY_FROM - 1));
+        assert!(is_busy(false, BUSY_FROM));
+        assert_eq!(per_second(BUSY_FROM, false).round(), 10_240.0);
+        // Once busy, a stream as fast keeps it so: 20 events per 2 ms.
+        assert!(is_busy(true, 20));
+        assert!(is_busy(true, BUSY_UNTIL));
+        assert!(!is_busy(true, BUSY_UNTIL - 1));
+        assert_eq!(per_second(BUSY_UNTIL, true).round(), 5_000.0);
+        // The busy pace keeps a stream of 100k a second within the room
+        // the queue keeps.
+        assert!(100_000.0 * DRAIN_BUSY.as_secs_f64() < BUSY_FROM as f64);
     }
 
     #[test]
