@@ -1,9 +1,6 @@
 //! The `edgeguard` command: clap parsing, exit codes, and printing. The only
 //! user of `anyhow`.
 
-// One exception, `keep_memory_returnable`: a call into glibc's allocator.
-#![deny(unsafe_code)]
-
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -128,38 +125,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Fixes glibc's thresholds at their defaults (128 KiB), so that memory
-/// freed in bulk goes back to the system: a block of 128 KiB or more is
-/// mapped on its own and unmapped when freed, and a heap whose free top
-/// passes 128 KiB is trimmed. Left alone, glibc raises both each time such a
-/// block is freed (up to 32 MiB): the rulebook's compile and a flood of
-/// refusals then leave their peak resident for good (1–2 MB of 19 with a
-/// 100k-prefix list). Set by hand (`MALLOC_MMAP_THRESHOLD_`,
-/// `MALLOC_TRIM_THRESHOLD_`, `MALLOC_TOP_PAD_` or `GLIBC_TUNABLES`), glibc's
-/// own settings are left as they are.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn keep_memory_returnable() {
-    const DEFAULT: libc::c_int = 128 * 1024;
-    let tuned = std::env::vars_os().any(|(name, _)| {
-        let name = name.to_string_lossy();
-        name.starts_with("MALLOC_") || name == "GLIBC_TUNABLES"
-    });
-    if tuned {
-        return;
-    }
-    // SAFETY: mallopt takes two integers and changes only the allocator's
-    // thresholds; it is safe to call at any time, from any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, DEFAULT);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, DEFAULT);
-    }
-}
-
-/// Other allocators choose for themselves.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_memory_returnable() {}
 
 fn print_warnings(warnings: &[config::ConfigError]) {
     for w in warnings {
@@ -327,7 +292,6 @@ fn build_probe(args: &ExplainArgs) -> anyhow::Result<Probe> {
 }
 
 fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    keep_memory_returnable();
     edgeguard::log::init_events();
     let loaded = match policy::load(path) {
         Ok(loaded) => loaded,
