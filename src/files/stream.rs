@@ -42,11 +42,11 @@ impl FileBody {
     }
 }
 
-/// Reads up to `want` bytes of `file` into a new buffer (its spare capacity:
+/// Reads up to `chunk`'s capacity of `file` into it (its spare capacity:
 /// nothing is zeroed first).
-fn read_chunk(file: File, want: usize) -> (File, io::Result<Vec<u8>>) {
-    let mut chunk = Vec::with_capacity(want);
-    let read = (&file).take(want as u64).read_to_end(&mut chunk);
+fn read_chunk(file: File, mut chunk: Vec<u8>) -> (File, io::Result<Vec<u8>>) {
+    let want = chunk.capacity() as u64;
+    let read = (&file).take(want).read_to_end(&mut chunk);
     (file, read.map(|_| chunk))
 }
 
@@ -66,8 +66,13 @@ impl Body for FileBody {
             (Some(reading), _) => reading,
             (None, Some(file)) => {
                 let want = usize::try_from(this.remaining).map_or(CHUNK, |r| r.min(CHUNK));
+                // Allocated here, on the worker, where the frame is freed
+                // once sent: made on the blocking pool, the chunks spread
+                // over an allocator arena per pool thread, each keeping its
+                // peak (8 MB more resident after a run of 1 MB files).
+                let chunk = Vec::with_capacity(want);
                 this.reading
-                    .insert(spawn_blocking(move || read_chunk(file, want)))
+                    .insert(spawn_blocking(move || read_chunk(file, chunk)))
             }
             (None, None) => return Poll::Ready(None),
         };
