@@ -32,7 +32,7 @@ const DRAIN_BUSY: std::time::Duration = std::time::Duration::from_millis(2);
 /// A drain every [`DRAIN_EVERY`] that finds this many (10k refusals a
 /// second) starts the busy pace: the events waiting then stay within the
 /// room the queue keeps (70 KB), instead of the 25 ms batches of a fast
-/// stream growing it to megabytes and evicting the gateway's caches.
+/// stream growing it to hundreds of KB and evicting the gateway's caches.
 const BUSY_FROM: usize = 256;
 /// A busy drain that finds fewer than this (5k a second) ends the busy pace.
 const BUSY_UNTIL: usize = 10;
