@@ -252,7 +252,7 @@ fn minute_of(at: SystemTime) -> u64 {
 fn aggregate(mut rx: BoundedReceiver<RefusalEvent>, board: &Board) {
     let mut busy = false;
     loop {
-        std::thread::sleep(if busy { DRAIN_BUSY } else { DRAIN_EVERY });
+        std::thread::sleep(pause(busy));
         let mut state = board.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut drained = 0;
         loop {
@@ -267,6 +267,11 @@ fn aggregate(mut rx: BoundedReceiver<RefusalEvent>, board: &Board) {
         }
         busy = is_busy(busy, drained);
     }
+}
+
+/// The wait before the next drain.
+fn pause(busy: bool) -> std::time::Duration {
+    if busy { DRAIN_BUSY } else { DRAIN_EVERY }
 }
 
 /// Whether the next drain comes at the busy pace, after one (busy or not)
@@ -474,10 +479,7 @@ mod tests {
 
     #[test]
     fn the_busy_pace_starts_at_ten_thousand_a_second_and_ends_below_five() {
-        let per_second = |drained: usize, busy: bool| {
-            let pause = if busy { DRAIN_BUSY } else { DRAIN_EVERY };
-            drained as f64 / pause.as_secs_f64()
-        };
+        let per_second = |drained: usize, busy: bool| drained as f64 / pause(busy).as_secs_f64();
         assert!(!is_busy(false, BUSY_FROM - 1));
         assert!(is_busy(false, BUSY_FROM));
         assert_eq!(per_second(BUSY_FROM, false).round(), 10_240.0);
