@@ -23,12 +23,12 @@ divided by the requests wrk completed), and the gateway's memory (PSS and RSS).
     python3 benches/e2e/run.py --sizes 100000 --duration 20 --rounds 3
     python3 benches/e2e/run.py --pgo                 # also a profile-guided build
 
-With --pgo it also builds edgeguard with profile-guided optimization and measures it
-as a third contender, "edgeguard-pgo": an instrumented build (target/pgo-gen) serves
-the allowed, refused and file mixes for a few seconds each, llvm-profdata (rustup's
-llvm-tools component, added if missing) merges what it recorded, and the optimized
-build lands in target/pgo/release/edgeguard. That binary is the by-product to ship
-when CPU per request matters; `cargo build --release` stays the default.
+With --pgo it also measures the profile-guided build, the one the Dockerfile ships,
+as a third contender, "edgeguard-pgo": benches/pgo/build.sh trains an instrumented
+build on traffic of its own (benches/pgo/train.rs: allowed, refused and file
+requests against its own rulebook, not this benchmark's) and builds
+target/pgo/release/edgeguard with the profile. `cargo build --release` stays the
+plain build.
 """
 
 import argparse
@@ -81,53 +81,11 @@ def install():
     return db
 
 
-def llvm_profdata():
-    sysroot = subprocess.run(["rustc", "--print", "sysroot"], check=True, capture_output=True,
-                             text=True).stdout.strip()
-    host = re.search(r"host: (\S+)", subprocess.run(["rustc", "-vV"], check=True, capture_output=True,
-                                                     text=True).stdout).group(1)
-    tool = Path(sysroot) / "lib" / "rustlib" / host / "bin" / "llvm-profdata"
-    if not tool.exists():
-        print("adding rustup's llvm-tools component (llvm-profdata)", file=sys.stderr)
-        sh("rustup", "component", "add", "llvm-tools", stdout=subprocess.DEVNULL)
-    return tool
-
-
-PGO_TRAINING_SECONDS = 4
-
-
-def build_pgo(db):
-    """The profile-guided build: instrumented build, a short run of every mix on it,
-    profiles merged, optimized build. Returns the optimized binary."""
-    profdata_tool = llvm_profdata()
-    raw = WORK / "pgo-raw"
-    print("building edgeguard instrumented for PGO (target/pgo-gen)", file=sys.stderr)
-    env = dict(os.environ, RUSTFLAGS=f"-Cprofile-generate={raw}", CARGO_TARGET_DIR=str(ROOT / "target" / "pgo-gen"))
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT, env=env)
-    # Build scripts ran instrumented too: only the gateway's own runs count.
-    shutil.rmtree(raw, ignore_errors=True)
-    instrumented = ROOT / "target" / "pgo-gen" / "release" / "edgeguard"
-    write_configs(100000, db)
-    write_file_configs()
-    training = [(WORK / "edgeguard-100000.toml", list(MIXES)), (WORK / "edgeguard-files.toml", list(FILE_MIXES))]
-    run_env = dict(os.environ, EDGEGUARD_WORKERS="1", RUST_LOG="warn")
-    for conf, mixes in training:
-        proc = subprocess.Popen([str(instrumented), "run", "--config", str(conf)], env=run_env,
-                                stdout=subprocess.DEVNULL)
-        try:
-            wait_port(EDGEGUARD_PORT)
-            for mix in mixes:
-                subprocess.run(["wrk", "-t1", "-c32", f"-d{PGO_TRAINING_SECONDS}s", "-s", str(WORK / f"{mix}.lua"),
-                                f"http://127.0.0.1:{EDGEGUARD_PORT}/"], check=True, capture_output=True)
-        finally:
-            # A clean exit writes the profile.
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-    profdata = WORK / "edgeguard.profdata"
-    sh(str(profdata_tool), "merge", "-o", str(profdata), *map(str, raw.glob("*.profraw")))
-    print("building edgeguard with the profile (target/pgo)", file=sys.stderr)
-    env = dict(os.environ, RUSTFLAGS=f"-Cprofile-use={profdata}", CARGO_TARGET_DIR=str(ROOT / "target" / "pgo"))
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT, env=env)
+def build_pgo():
+    """The profile-guided build, as shipped: benches/pgo/build.sh (its own training
+    run, not this benchmark's traffic). Returns the optimized binary."""
+    print("building edgeguard with profile-guided optimization (benches/pgo/build.sh)", file=sys.stderr)
+    sh(str(ROOT / "benches" / "pgo" / "build.sh"), stdout=subprocess.DEVNULL)
     return ROOT / "target" / "pgo" / "release" / "edgeguard"
 
 
@@ -435,7 +393,7 @@ def main():
     db = install()
     binaries = [("edgeguard", ROOT / "target" / "release" / "edgeguard")]
     if args.pgo:
-        binaries.append(("edgeguard-pgo", build_pgo(db)))
+        binaries.append(("edgeguard-pgo", build_pgo()))
     (WORK / "upstream.conf").write_text(UPSTREAM_CONF.format(work=WORK, port=UPSTREAM_PORT))
     upstream = subprocess.Popen(["taskset", "-c", "0", "nginx", "-c", str(WORK / "upstream.conf"), "-g", "daemon off;"])
     rows = []
