@@ -10,6 +10,9 @@ COPY . .
 RUN benches/pgo/build.sh && cp target/pgo/release/edgeguard /edgeguard && strip /edgeguard
 
 FROM debian:bookworm-slim
+# The system's roots, for https:// upstreams.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin edgeguard
 COPY --from=build /edgeguard /usr/local/bin/edgeguard
 # The shipped rulebook and what it names, as an example; mount your own over it.

@@ -24,7 +24,8 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker, ready};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,9 +33,9 @@ use http::uri::Authority;
 use http::{Method, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::body::{BodyError, ResponseBody};
+use crate::connect::{self, Conn, UpstreamTls};
 use crate::forward::{self, ForwardError, Idle, Listed, Origin, Pool};
 use crate::headers::{Headers, RawHeaders};
 
@@ -55,7 +56,7 @@ const FIRST_READ: usize = 8 * 1024;
 const BODY_READ: usize = 16 * 1024;
 
 thread_local! {
-    static POOL: RefCell<Pool<TcpStream>> = const { RefCell::new(Pool::new()) };
+    static POOL: RefCell<Pool<Conn>> = const { RefCell::new(Pool::new()) };
     /// A request head's buffer, kept for the worker's next request.
     static HEAD_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
@@ -132,12 +133,14 @@ enum Failure {
     Invalid(&'static str),
 }
 
-/// Sends `outgoing` to `authority` and reads the response head within
-/// `head_timeout` of `now` (also the clock that expires idle connections).
-/// The answer carries the client-facing header lines:
-/// hop-by-hop ones and those the upstream's `Connection` names are gone.
+/// Sends `outgoing` to `authority` (over TLS when `tls` is set) and reads
+/// the response head within `head_timeout` of `now` (also the clock that
+/// expires idle connections). The answer carries the client-facing header
+/// lines: hop-by-hop ones and those the upstream's `Connection` names are
+/// gone.
 pub async fn fetch(
     authority: &Authority,
+    tls: Option<&Arc<UpstreamTls>>,
     outgoing: &Outgoing<'_>,
     now: Instant,
     connect_timeout: Duration,
@@ -154,22 +157,27 @@ pub async fn fetch(
         let pooled = if fresh {
             None
         } else {
-            take_idle(authority, now)
+            take_idle(connect::pool_key(authority, tls), now)
         };
         let reused = pooled.is_some();
         let mut io = match pooled {
             Some(io) => io,
-            None => forward::tcp_connect(authority, connect_timeout).await?,
+            None => connect::connect(authority, tls.map(Arc::as_ref), connect_timeout).await?,
         };
         let mut buf = BytesMut::with_capacity(FIRST_READ);
         let exchanged = tokio::time::timeout_at(deadline, async {
             io.write_all(&head.0).await.map_err(Failure::Unanswered)?;
+            // TLS may hold the last record back; TCP has nothing to flush.
+            io.flush().await.map_err(Failure::Unanswered)?;
             read_head(&mut io, &mut buf, bodiless).await
         })
         .await;
         match exchanged {
             Err(_) => return Err(ForwardError::Timeout(authority.clone())),
-            Ok(Ok(head)) => return Ok(head.into_fetched(io, buf, authority, now, head_timeout)),
+            Ok(Ok(head)) => {
+                let upstream = (authority, tls);
+                return Ok(head.into_fetched(io, buf, upstream, now, head_timeout));
+            }
             Ok(Err(Failure::Unanswered(_))) if reused && outgoing.method.is_idempotent() => {}
             Ok(Err(Failure::Unanswered(e) | Failure::Io(e))) => return Err(broken(e.to_string())),
             Ok(Err(Failure::Invalid(reason))) => return Err(broken(reason.to_owned())),
@@ -180,11 +188,7 @@ pub async fn fetch(
 
 /// Reads until a final response head parses; informational (1xx) heads
 /// before it are skipped.
-async fn read_head(
-    io: &mut TcpStream,
-    buf: &mut BytesMut,
-    bodiless: bool,
-) -> Result<Head, Failure> {
+async fn read_head(io: &mut Conn, buf: &mut BytesMut, bodiless: bool) -> Result<Head, Failure> {
     let mut informational = 0;
     loop {
         if !buf.is_empty() {
@@ -498,15 +502,15 @@ impl Head {
     /// the head). A bodiless response gives the connection back at once.
     fn into_fetched(
         self,
-        io: TcpStream,
+        io: Conn,
         buf: BytesMut,
-        authority: &Authority,
+        (authority, tls): (&Authority, Option<&Arc<UpstreamTls>>),
         now: Instant,
         stall: Duration,
     ) -> Fetched {
         let body = if self.framing == Framing::Done {
             if self.reusable && buf.is_empty() {
-                put_idle(authority, io, now);
+                put_idle(connect::pool_key(authority, tls), io, now);
             }
             ResponseBody::Empty
         } else {
@@ -515,6 +519,7 @@ impl Head {
                 buf,
                 framing: self.framing,
                 authority: authority.clone(),
+                tls: tls.cloned(),
                 reusable: self.reusable,
                 sent: now,
                 stall,
@@ -535,10 +540,11 @@ impl Head {
 /// dropped before that, it is closed.
 #[derive(Debug)]
 pub struct FetchedBody {
-    io: Option<TcpStream>,
+    io: Option<Conn>,
     buf: BytesMut,
     framing: Framing,
     authority: Authority,
+    tls: Option<Arc<UpstreamTls>>,
     reusable: bool,
     /// When the request was sent: close enough to when the connection goes
     /// idle, for expiring it 30 s later, and no clock read per request.
@@ -572,7 +578,8 @@ impl FetchedBody {
         self.framing = Framing::Done;
         if let Some(io) = self.io.take() {
             if self.reusable && self.buf.is_empty() {
-                put_idle(&self.authority, io, self.sent);
+                let key = connect::pool_key(&self.authority, self.tls.as_ref());
+                put_idle(key, io, self.sent);
             }
         }
     }
@@ -766,14 +773,15 @@ impl Body for FetchedBody {
     }
 }
 
-/// An idle connection to `authority`, the most recently used first. One
-/// the upstream closed, or sent bytes on while idle, is dropped.
-fn take_idle(authority: &Authority, now: Instant) -> Option<TcpStream> {
+/// An idle connection to an upstream (by its pool key), the most recently
+/// used first. One the upstream closed, or sent bytes on while idle, is
+/// dropped.
+fn take_idle(key: &str, now: Instant) -> Option<Conn> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let idle = pool.idle(authority)?;
-        while let Some(Idle { conn, since }) = idle.pop() {
-            if forward::is_fresh(since, now) && is_quiet(&conn) {
+        let idle = pool.idle(key)?;
+        while let Some(Idle { mut conn, since }) = idle.pop() {
+            if forward::is_fresh(since, now) && conn.is_quiet() {
                 return Some(conn);
             }
         }
@@ -784,29 +792,14 @@ fn take_idle(authority: &Authority, now: Instant) -> Option<TcpStream> {
 /// Keeps `io` for reuse. The oldest idle connection is checked on every
 /// return, so one the upstream closed while others were busy is closed too
 /// rather than lingering until it would be taken.
-fn put_idle(authority: &Authority, io: TcpStream, now: Instant) {
+fn put_idle(key: &str, io: Conn, now: Instant) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let idle = pool.put(authority, io, now);
-        if idle.len() > 1 && !(forward::is_fresh(idle[0].since, now) && is_quiet(&idle[0].conn)) {
+        let idle = pool.put(key, io, now);
+        if idle.len() > 1 && !(forward::is_fresh(idle[0].since, now) && idle[0].conn.is_quiet()) {
             idle.remove(0);
         }
     });
-}
-
-/// Whether an idle connection has neither been closed nor sent anything.
-/// The reactor's readiness answers without a system call unless the socket
-/// became readable since it was last read to the end.
-fn is_quiet(io: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match io.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            let mut probe = [0u8; 1];
-            matches!(io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1022,6 +1015,7 @@ mod tests {
             buf: BytesMut::new(),
             framing: Framing::Chunked(Chunk::Size),
             authority: Authority::from_static("127.0.0.1:9"),
+            tls: None,
             reusable: false,
             sent: Instant::now(),
             stall: Duration::from_secs(1),

@@ -13,6 +13,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
 use crate::body::RequestBody;
+use crate::connect::UpstreamTls;
 use crate::headers::{self, Headers, Name};
 
 /// Idle connections kept per upstream and worker.
@@ -400,7 +402,9 @@ pub(crate) struct Idle<C> {
 /// few upstreams, so a short list compared by authority beats hashing it on
 /// every request.
 pub(crate) struct Pool<C> {
-    upstreams: Vec<(Authority, Vec<Idle<C>>)>,
+    /// By pool key: the authority, or for TLS the authority with what the
+    /// connection was verified for.
+    upstreams: Vec<(Box<str>, Vec<Idle<C>>)>,
 }
 
 impl<C> Pool<C> {
@@ -411,33 +415,23 @@ impl<C> Pool<C> {
         }
     }
 
-    /// The idle connections to `authority`, oldest first.
-    pub(crate) fn idle(&mut self, authority: &Authority) -> Option<&mut Vec<Idle<C>>> {
-        // Exact bytes: the authorities come from the compiled routes, and
-        // `Authority`'s own comparison folds case byte by byte.
+    /// The idle connections under `key`, oldest first.
+    pub(crate) fn idle(&mut self, key: &str) -> Option<&mut Vec<Idle<C>>> {
+        // Exact bytes: the keys come from the compiled routes.
         self.upstreams
             .iter_mut()
-            .find(|(a, _)| a.as_str() == authority.as_str())
+            .find(|(k, _)| **k == *key)
             .map(|(_, idle)| idle)
     }
 
     /// Keeps `conn`, idle since `now`, for reuse; the oldest goes when
-    /// `MAX_IDLE_PER_UPSTREAM` are kept. Gives the idle connections to
-    /// `authority`, oldest first.
-    pub(crate) fn put(
-        &mut self,
-        authority: &Authority,
-        conn: C,
-        now: Instant,
-    ) -> &mut Vec<Idle<C>> {
-        let index = match self
-            .upstreams
-            .iter()
-            .position(|(a, _)| a.as_str() == authority.as_str())
-        {
+    /// `MAX_IDLE_PER_UPSTREAM` are kept. Gives the idle connections under
+    /// `key`, oldest first.
+    pub(crate) fn put(&mut self, key: &str, conn: C, now: Instant) -> &mut Vec<Idle<C>> {
+        let index = match self.upstreams.iter().position(|(k, _)| **k == *key) {
             Some(i) => i,
             None => {
-                self.upstreams.push((authority.clone(), Vec::new()));
+                self.upstreams.push((key.into(), Vec::new()));
                 self.upstreams.len() - 1
             }
         };
@@ -459,49 +453,28 @@ thread_local! {
     static POOL: RefCell<Pool<SendRequest<RequestBody>>> = const { RefCell::new(Pool::new()) };
 }
 
-fn take_idle(authority: &Authority, now: Instant) -> Option<SendRequest<RequestBody>> {
+fn take_idle(key: &str, now: Instant) -> Option<SendRequest<RequestBody>> {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let idle = pool.idle(authority)?;
+        let idle = pool.idle(key)?;
         idle.retain(|i| !i.conn.is_closed() && is_fresh(i.since, now));
         let ready = idle.iter().rposition(|i| i.conn.is_ready())?;
         Some(idle.swap_remove(ready).conn)
     })
 }
 
-fn put_idle(authority: &Authority, sender: SendRequest<RequestBody>) {
+fn put_idle(key: &str, sender: SendRequest<RequestBody>) {
     POOL.with(|pool| {
-        pool.borrow_mut().put(authority, sender, Instant::now());
+        pool.borrow_mut().put(key, sender, Instant::now());
     });
-}
-
-/// Opens a TCP connection to `authority` within `timeout`, Nagle off.
-pub(crate) async fn tcp_connect(
-    authority: &Authority,
-    timeout: Duration,
-) -> Result<tokio::net::TcpStream, ForwardError> {
-    let unreachable = |reason: String| ForwardError::Unreachable {
-        authority: authority.clone(),
-        reason,
-    };
-    let port = authority.port_u16().unwrap_or(80);
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| unreachable(format!("no connection within {timeout:?}")))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
 }
 
 async fn connect(
     authority: &Authority,
+    tls: Option<&UpstreamTls>,
     timeout: Duration,
 ) -> Result<SendRequest<RequestBody>, ForwardError> {
-    let stream = tcp_connect(authority, timeout).await?;
+    let stream = crate::connect::connect(authority, tls, timeout).await?;
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -517,11 +490,13 @@ async fn connect(
     Ok(sender)
 }
 
-/// Sends a request (its URI the target, in origin form) to `authority` and
-/// waits for the response head. `now` is when sending starts: the clock for
-/// the head deadline and for expiring idle pooled connections.
+/// Sends a request (its URI the target, in origin form) to `authority`
+/// (over TLS when `tls` is set) and waits for the response head. `now` is
+/// when sending starts: the clock for the head deadline and for expiring
+/// idle pooled connections.
 pub async fn send(
     authority: &Authority,
+    tls: Option<&Arc<UpstreamTls>>,
     mut request: Request<RequestBody>,
     now: Instant,
     connect_timeout: Duration,
@@ -530,26 +505,23 @@ pub async fn send(
     *request.version_mut() = Version::HTTP_11;
 
     let deadline = tokio::time::Instant::from_std(now) + head_timeout;
+    let key = crate::connect::pool_key(authority, tls);
     let mut request = Some(request);
     // A pooled connection the upstream closed while idle gives the request
     // back unsent; it is then sent on a fresh connection.
     for fresh in [false, true] {
-        let pooled = if fresh {
-            None
-        } else {
-            take_idle(authority, now)
-        };
+        let pooled = if fresh { None } else { take_idle(key, now) };
         let reused = pooled.is_some();
         let mut sender = match pooled {
             Some(s) => s,
-            None => connect(authority, connect_timeout).await?,
+            None => connect(authority, tls.map(Arc::as_ref), connect_timeout).await?,
         };
         let req = request.take().expect("request present until sent");
         let sent = tokio::time::timeout_at(deadline, sender.try_send_request(req)).await;
         match sent {
             Err(_) => return Err(ForwardError::Timeout(authority.clone())),
             Ok(Ok(response)) => {
-                put_idle(authority, sender);
+                put_idle(key, sender);
                 return Ok(response);
             }
             Ok(Err(mut e)) => match e.take_message() {

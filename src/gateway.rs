@@ -262,7 +262,14 @@ impl Exchange<'_> {
             host: upstream_host(client_host, route, upstream),
         };
         timed(self, |now, connect, head| {
-            fetch::fetch(&upstream.authority, &outgoing, now, connect, head)
+            fetch::fetch(
+                &upstream.authority,
+                upstream.tls.as_ref(),
+                &outgoing,
+                now,
+                connect,
+                head,
+            )
         })
         .await
     }
@@ -871,7 +878,14 @@ async fn proxy(
     let body = LimitedBody::new(body, limits.max_body_bytes, limits.body_timeout);
     let request = Request::from_parts(parts, RequestBody::Client(body));
     let sent = timed(ex, |now, connect, head| {
-        forward::send(&upstream.authority, request, now, connect, head)
+        forward::send(
+            &upstream.authority,
+            upstream.tls.as_ref(),
+            request,
+            now,
+            connect,
+            head,
+        )
     });
     match sent.await {
         Ok(mut response) => {

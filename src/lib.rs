@@ -25,6 +25,7 @@ pub mod body;
 pub mod client_ip;
 pub mod config;
 pub mod conn;
+pub mod connect;
 pub mod decision;
 pub mod evaluate;
 pub mod explain;

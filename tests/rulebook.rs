@@ -193,7 +193,60 @@ fn upstream_must_be_scheme_host_port() {
     );
     assert_eq!(
         one("[[route]]\nupstream = \"ftp://files\"\n"),
-        "r.toml:2:12: upstream \"ftp://files\": unsupported scheme \"ftp\"; use http://"
+        "r.toml:2:12: upstream \"ftp://files\": unsupported scheme \"ftp\"; use http:// or https://"
+    );
+}
+
+#[test]
+fn https_upstream_keys_are_checked_and_located() {
+    let https = "[[route]]\nupstream = \"https://127.0.0.1:8443\"\n";
+    assert_eq!(
+        one("[[route]]\nupstream = \"http://127.0.0.1:3000\"\nca_file = \"ca.pem\"\n"),
+        "r.toml:3:11: route ca_file only applies to https:// upstreams"
+    );
+    assert_eq!(
+        one("[[route]]\nroot = \".\"\nsni = \"app.internal\"\n"),
+        "r.toml:3:7: route sni only applies to https:// upstreams"
+    );
+    assert_eq!(
+        one(&format!("{https}sni = \"not a name\"\n")),
+        "r.toml:3:7: invalid TLS server name \"not a name\""
+    );
+    let missing = one(&format!("{https}ca_file = \"missing.pem\"\n"));
+    assert!(
+        missing.starts_with("r.toml:3:11: cannot read ca_file \"")
+            && missing.contains("missing.pem"),
+        "{missing}"
+    );
+    let folder = Folder::with(&[
+        ("r.toml", &format!("{https}ca_file = \"empty.pem\"\n")),
+        ("empty.pem", "no certificate here\n"),
+    ]);
+    let errors = folder.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("r.toml:3:11: ca_file \""),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].ends_with("holds no PEM certificate"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn an_https_upstreams_ca_file_is_watched() {
+    let ca = repo().join("tests/fixtures/tls/ca.pem");
+    let policy = policy_of(&format!(
+        "[[route]]\nupstream = \"https://localhost:8443\"\nca_file = \"{}\"\n",
+        ca.display()
+    ));
+    assert!(
+        policy.source.files.contains(&ca),
+        "{:?}",
+        policy.source.files
     );
 }
 

@@ -17,3 +17,4 @@ mod reload;
 mod rulebook;
 mod tls;
 mod upstream;
+mod upstream_tls;

@@ -67,14 +67,34 @@ type Probe = (&'static str, &'static str, &'static str, u16);
 
 const ALLOWED: &[Probe] = &[
     ("198.51.100.7", "/", "https://www.example.com/", 200),
-    ("198.51.100.8", "/index.html", "https://www.example.com/", 200),
-    ("81.2.69.160", "/img/logo.png", "https://shop.example.com/", 200),
-    ("2001:218::1", "/api/items?page=2", "https://www.example.com/", 200),
+    (
+        "198.51.100.8",
+        "/index.html",
+        "https://www.example.com/",
+        200,
+    ),
+    (
+        "81.2.69.160",
+        "/img/logo.png",
+        "https://shop.example.com/",
+        200,
+    ),
+    (
+        "2001:218::1",
+        "/api/items?page=2",
+        "https://www.example.com/",
+        200,
+    ),
 ];
 
 const REFUSED: &[Probe] = &[
     ("203.0.113.9", "/", "https://www.example.com/", 403),
-    ("89.160.20.128", "/index.html", "https://www.example.com/", 403),
+    (
+        "89.160.20.128",
+        "/index.html",
+        "https://www.example.com/",
+        403,
+    ),
     ("198.51.100.7", "/.env", "https://www.example.com/", 403),
     ("198.51.100.7", "/img/logo.png", "https://evil.test/", 403),
 ];
@@ -150,7 +170,9 @@ fn train(gateway: &Path, phase: Duration) -> Result<(), String> {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let status = child.wait().map_err(|e| format!("waiting for the gateway: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for the gateway: {e}"))?;
     result?;
     if status.success() {
         Ok(())
@@ -190,7 +212,8 @@ fn run_phase(addr: SocketAddr, probes: &'static [Probe], time: Duration) -> Resu
         })
         .collect();
     for w in workers {
-        w.join().map_err(|_| "a client thread panicked".to_string())??;
+        w.join()
+            .map_err(|_| "a client thread panicked".to_string())??;
     }
     Ok(done.load(Ordering::Relaxed))
 }
@@ -285,7 +308,8 @@ fn answer(stream: TcpStream) {
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => return,
             Ok(_) if line.trim_end().is_empty() => {
-                let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\nok\n";
+                let reply =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\nok\n";
                 if writer.write_all(reply).is_err() {
                     return;
                 }

@@ -167,6 +167,10 @@ impl Policy {
         {
             files.push(book.resolve(f.get_ref()));
         }
+        files.extend(routes.all().iter().filter_map(|r| match &r.target {
+            routes::Target::Upstream(u) => u.tls.as_ref()?.ca_file.clone(),
+            routes::Target::Root(_) => None,
+        }));
         let path_set = gather_path_regexes(&mut rules);
         let mut policy = Policy {
             settings,

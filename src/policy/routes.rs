@@ -15,6 +15,7 @@ use crate::path::PathOptions;
 
 use super::rules::{Boundaries, each};
 use super::values::{UpstreamUrl, parse_upstream};
+use crate::connect::{TlsField, UpstreamTls};
 
 /// Where a route sends requests.
 #[derive(Debug, Clone)]
@@ -183,6 +184,25 @@ fn compile_route(
     };
     let target = match (upstream, root) {
         (Some(u), None) => match parse_upstream(u.get_ref()) {
+            Ok(mut url) if url.scheme == http::uri::Scheme::HTTPS => {
+                let ca = ca_file.as_ref().map(|f| book.resolve(f.get_ref()));
+                let name = sni.as_ref().map(|s| s.get_ref().as_str());
+                match UpstreamTls::new(&url.authority, name, ca.as_deref()) {
+                    Ok(tls) => {
+                        url.tls = Some(std::sync::Arc::new(tls));
+                        Some(Target::Upstream(url))
+                    }
+                    Err(e) => {
+                        let span = match e.field {
+                            TlsField::CaFile => ca_file.as_ref().map(Spanned::span),
+                            TlsField::Sni => sni.as_ref().map(Spanned::span),
+                            TlsField::Upstream => None,
+                        };
+                        diags.error(book.locate(&span.unwrap_or_else(|| u.span())), e.message);
+                        None
+                    }
+                }
+            }
             Ok(url) => Some(Target::Upstream(url)),
             Err(message) => {
                 diags.error(book.locate(&u.span()), message);
@@ -225,11 +245,15 @@ fn compile_route(
             None
         }
     };
+    let https = upstream
+        .as_ref()
+        .and_then(|u| parse_upstream(u.get_ref()).ok())
+        .is_some_and(|u| u.scheme == http::uri::Scheme::HTTPS);
     for (key, value) in [("ca_file", ca_file), ("sni", sni)] {
-        if let Some(v) = value {
+        if let (Some(v), false) = (value, https) {
             diags.error(
                 book.locate(&v.span()),
-                format!("route {key} only applies to https upstreams, which are not supported yet"),
+                format!("route {key} only applies to https:// upstreams"),
             );
         }
     }

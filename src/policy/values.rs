@@ -39,31 +39,29 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
 /// An upstream: scheme, host and port, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
-    /// `http` (https upstreams are not supported yet).
+    /// `http` or `https`.
     pub scheme: http::uri::Scheme,
     /// `host:port`, the port always present.
     pub authority: http::uri::Authority,
     /// `authority` as the `Host` header value upstream requests carry
     /// (unless the route preserves the client's).
     pub host: http::HeaderValue,
+    /// How an `https` upstream is reached; set when its route compiles.
+    pub tls: Option<std::sync::Arc<crate::connect::UpstreamTls>>,
 }
 
-/// Parses `http://host[:port]` (a trailing `/` is allowed). A path, a query,
-/// userinfo, or a scheme other than http is refused.
+/// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/` is
+/// allowed). A path, a query, userinfo, or another scheme is refused.
 pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     let uri: http::Uri = s
         .parse()
         .map_err(|e| format!("invalid upstream URL \"{s}\": {e}"))?;
-    let scheme = match uri.scheme_str() {
-        Some("http") => http::uri::Scheme::HTTP,
-        Some("https") => {
-            return Err(format!(
-                "upstream \"{s}\": https upstreams are not supported yet; use http://"
-            ));
-        }
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => (http::uri::Scheme::HTTP, 80),
+        Some("https") => (http::uri::Scheme::HTTPS, 443),
         Some(other) => {
             return Err(format!(
-                "upstream \"{s}\": unsupported scheme \"{other}\"; use http://"
+                "upstream \"{s}\": unsupported scheme \"{other}\"; use http:// or https://"
             ));
         }
         None => {
@@ -90,7 +88,7 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     if uri.query().is_some() {
         return Err(format!("upstream \"{s}\" must not have a query"));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(default_port);
     let authority: http::uri::Authority = format!("{}:{port}", authority.host())
         .parse()
         .map_err(|e| format!("invalid upstream URL \"{s}\": {e}"))?;
@@ -100,6 +98,7 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
         scheme,
         authority,
         host,
+        tls: None,
     })
 }
 
@@ -148,6 +147,8 @@ mod tests {
             ("http://app", "app:80"),
             ("http://app/", "app:80"),
             ("http://[::1]:8080", "[::1]:8080"),
+            ("https://app", "app:443"),
+            ("https://app:8443/", "app:8443"),
         ];
         for (input, authority) in ok {
             let parsed = parse_upstream(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -157,7 +158,6 @@ mod tests {
             ("http://app/api", "must not have a path"),
             ("http://app//", "must not have a path"),
             ("http://app?x=1", "must not have a query"),
-            ("https://app", "https upstreams are not supported yet"),
             ("ftp://app", "unsupported scheme \"ftp\""),
             ("127.0.0.1:3000", "needs a scheme"),
             ("http://u:p@app", "userinfo"),

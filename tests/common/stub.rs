@@ -59,6 +59,31 @@ pub struct Stub {
 impl Stub {
     /// Starts a stub on an ephemeral port.
     pub fn start() -> Stub {
+        Stub::serve(None)
+    }
+
+    /// Starts a stub that speaks HTTPS, with the test certificate for
+    /// `localhost` and 127.0.0.1 (`tests/fixtures/tls/`, signed by `ca.pem`).
+    pub fn start_tls() -> Stub {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = super::repo().join("tests/fixtures/tls");
+        let chain = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+            .expect("cert.pem")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).expect("key.pem");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        Stub::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Stub {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stub");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
@@ -71,7 +96,7 @@ impl Stub {
                 .enable_all()
                 .build()
                 .expect("stub runtime");
-            rt.block_on(serve(listener, recorded, events_tx, stop_rx));
+            rt.block_on(serve(listener, tls, recorded, events_tx, stop_rx));
         });
         Stub {
             addr,
@@ -111,6 +136,7 @@ impl Drop for Stub {
 
 async fn serve(
     listener: std::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     seen: Arc<Mutex<Vec<Seen>>>,
     events: mpsc::Sender<String>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -123,18 +149,37 @@ async fn serve(
         };
         let seen = Arc::clone(&seen);
         let events = events.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let seen = Arc::clone(&seen);
-                let events = events.clone();
-                async move { Ok::<_, Infallible>(answer(req, peer, seen, events).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            match tls {
+                None => serve_connection(stream, peer, seen, events).await,
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve_connection(stream, peer, seen, events).await;
+                    }
+                }
+            }
         });
     }
+}
+
+async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    events: mpsc::Sender<String>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let seen = Arc::clone(&seen);
+        let events = events.clone();
+        async move { Ok::<_, Infallible>(answer(req, peer, seen, events).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
 }
 
 fn full(status: u16, body: impl Into<Bytes>) -> Response<Body> {
