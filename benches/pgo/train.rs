@@ -14,7 +14,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
@@ -166,18 +166,37 @@ fn train(gateway: &Path, phase: Duration) -> Result<(), String> {
             }
             Ok(())
         });
-    // SIGTERM, not SIGKILL: the profile is written at a clean exit.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // SIGTERM, not SIGKILL: the profile is written at a clean exit. The
+    // shell's own `kill`: a build image may have no /bin/kill.
+    let _ = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status();
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for the gateway: {e}"))?;
+    let status = wait_for_exit(&mut child, Duration::from_secs(30))?;
     result?;
     if status.success() {
         Ok(())
     } else {
         Err(format!("the gateway exited with {status}"))
+    }
+}
+
+/// The gateway's exit status; killed, and an error, if it takes longer than
+/// `limit` to exit.
+fn wait_for_exit(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the gateway did not exit within {limit:?} of SIGTERM"
+                ));
+            }
+            Err(e) => return Err(format!("waiting for the gateway: {e}")),
+        }
     }
 }
 
@@ -268,10 +287,10 @@ impl Client {
             }
             if status.is_none() {
                 status = line.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
-            } else if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse::<usize>().ok();
-                }
+            } else if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse::<usize>().ok();
             }
         }
         let (Some(status), Some(length)) = (status, length) else {
