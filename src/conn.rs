@@ -317,10 +317,12 @@ impl<T> Watched<T> {
         if !self.scanning {
             return;
         }
-        if let Phase::Head { .. } = self.phase {
-            if !self.scan.done && self.scan.feed(bytes) && self.scan.lengths > 1 {
-                self.state.duplicate_length.store(true, Ordering::Release);
-            }
+        if let Phase::Head { .. } = self.phase
+            && !self.scan.done
+            && self.scan.feed(bytes)
+            && self.scan.lengths > 1
+        {
+            self.state.duplicate_length.store(true, Ordering::Release);
         }
     }
 

@@ -142,12 +142,11 @@ pub fn target<'a>(
             if authority.as_str().contains('@') || !is_host(authority.as_str()) {
                 return Err(TargetError::Bad("invalid authority in the target"));
             }
-            if parts.version == Version::HTTP_2 {
-                if let Some(h) = host_header {
-                    if !h.eq_ignore_ascii_case(authority.as_str()) {
-                        return Err(TargetError::Bad("Host differs from :authority"));
-                    }
-                }
+            if parts.version == Version::HTTP_2
+                && let Some(h) = host_header
+                && !h.eq_ignore_ascii_case(authority.as_str())
+            {
+                return Err(TargetError::Bad("Host differs from :authority"));
             }
             Some(authority.as_str())
         }

@@ -576,11 +576,12 @@ impl FetchedBody {
     /// nothing follows and the upstream allows it.
     fn finish(&mut self) {
         self.framing = Framing::Done;
-        if let Some(io) = self.io.take() {
-            if self.reusable && self.buf.is_empty() {
-                let key = connect::pool_key(&self.authority, self.tls.as_ref());
-                put_idle(key, io, self.sent);
-            }
+        if let Some(io) = self.io.take()
+            && self.reusable
+            && self.buf.is_empty()
+        {
+            let key = connect::pool_key(&self.authority, self.tls.as_ref());
+            put_idle(key, io, self.sent);
         }
     }
 
@@ -736,11 +737,11 @@ impl Body for FetchedBody {
                 Step::Invalid(reason) => return this.fail(reason.into()),
                 Step::Read => match this.poll_fill(cx) {
                     Poll::Pending => {
-                        if let Some((since, _)) = &mut this.waiting {
-                            if this.progressed {
-                                *since = tokio::time::Instant::now();
-                                this.progressed = false;
-                            }
+                        if let Some((since, _)) = &mut this.waiting
+                            && this.progressed
+                        {
+                            *since = tokio::time::Instant::now();
+                            this.progressed = false;
                         }
                         return this.poll_stall(cx);
                     }

@@ -848,15 +848,14 @@ async fn proxy(
     if let (Some(max), Some(length)) = (
         limits.max_body_bytes,
         hyper::body::Body::size_hint(&body).exact(),
-    ) {
-        if length > max {
-            return ex.refuse(
-                &Refusal::of(Reason::BodyTooLarge),
-                None,
-                accept.as_ref().map(HeaderValue::as_bytes),
-                line,
-            );
-        }
+    ) && length > max
+    {
+        return ex.refuse(
+            &Refusal::of(Reason::BodyTooLarge),
+            None,
+            accept.as_ref().map(HeaderValue::as_bytes),
+            line,
+        );
     }
     let client_upgrade = upgrade
         .as_ref()

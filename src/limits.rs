@@ -76,10 +76,10 @@ impl Body for LimitedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.read += data.len() as u64;
-                    if let Some(max) = this.max {
-                        if this.read > max {
-                            return Poll::Ready(Some(Err(Box::new(BodyLimit::TooLarge(max)))));
-                        }
+                    if let Some(max) = this.max
+                        && this.read > max
+                    {
+                        return Poll::Ready(Some(Err(Box::new(BodyLimit::TooLarge(max)))));
                     }
                 }
                 if let Some(sleep) = &mut this.sleep {

@@ -545,10 +545,10 @@ fn quality(accept: &str, kind: &str, sub: &str) -> u16 {
         };
         let mut q = 1000;
         for param in parts {
-            if let Some((name, value)) = param.split_once('=') {
-                if name.trim().eq_ignore_ascii_case("q") {
-                    q = parse_q(value.trim()).unwrap_or(0);
-                }
+            if let Some((name, value)) = param.split_once('=')
+                && name.trim().eq_ignore_ascii_case("q")
+            {
+                q = parse_q(value.trim()).unwrap_or(0);
             }
         }
         if best.is_none_or(|(s, _)| specificity > s) {

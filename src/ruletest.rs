@@ -67,15 +67,15 @@ pub(crate) fn compile(book: &Rulebook, diags: &mut Diagnostics) -> Vec<RuleTest>
         let label = format!("test \"{}\"", name.get_ref());
         let probe = compile_request(request.get_ref(), &label, book, diags);
         let expect = compile_expect(expect, &label, book, diags);
-        if diags.errors.len() == errors_before {
-            if let Some(probe) = probe {
-                tests.push(RuleTest {
-                    name: name.get_ref().clone(),
-                    location: book.locate(&spec.span()),
-                    probe,
-                    expect,
-                });
-            }
+        if diags.errors.len() == errors_before
+            && let Some(probe) = probe
+        {
+            tests.push(RuleTest {
+                name: name.get_ref().clone(),
+                location: book.locate(&spec.span()),
+                probe,
+                expect,
+            });
         }
     }
     tests
@@ -120,13 +120,13 @@ fn compile_request(
     if let Some(p) = path {
         probe.target = p.get_ref().clone();
     }
-    if let Some(r) = referer {
-        if probe.referer(r.get_ref()).is_err() {
-            diags.error(
-                book.locate(&r.span()),
-                format!("{label}: invalid Referer value \"{}\"", r.get_ref()),
-            );
-        }
+    if let Some(r) = referer
+        && probe.referer(r.get_ref()).is_err()
+    {
+        diags.error(
+            book.locate(&r.span()),
+            format!("{label}: invalid Referer value \"{}\"", r.get_ref()),
+        );
     }
     for (name, value) in headers.iter().flatten() {
         let header = HeaderName::from_bytes(name.get_ref().as_bytes());
@@ -243,30 +243,30 @@ pub fn run(policy: &Policy, test: &RuleTest) -> TestOutcome {
     let mut mismatches = Vec::new();
     let (allowed, status, reason, rule) = summary(policy, &result);
     let expect = &test.expect;
-    if let Some(allow) = expect.allow {
-        if allow != allowed {
-            mismatches.push(format!(
-                "expected {}, got {}",
-                if allow { "allow" } else { "deny" },
-                if allowed { "allow" } else { "deny" }
-            ));
-        }
+    if let Some(allow) = expect.allow
+        && allow != allowed
+    {
+        mismatches.push(format!(
+            "expected {}, got {}",
+            if allow { "allow" } else { "deny" },
+            if allowed { "allow" } else { "deny" }
+        ));
     }
-    if let Some(s) = expect.status {
-        if s != status {
-            mismatches.push(format!("expected status {s}, got {status}"));
-        }
+    if let Some(s) = expect.status
+        && s != status
+    {
+        mismatches.push(format!("expected status {s}, got {status}"));
     }
-    if let Some(r) = expect.reason {
-        if Some(r) != reason {
-            let got = reason.map_or("none (allowed)", Reason::code);
-            mismatches.push(format!("expected reason {r}, got {got}"));
-        }
+    if let Some(r) = expect.reason
+        && Some(r) != reason
+    {
+        let got = reason.map_or("none (allowed)", Reason::code);
+        mismatches.push(format!("expected reason {r}, got {got}"));
     }
-    if let Some(name) = &expect.rule {
-        if *name != rule {
-            mismatches.push(format!("expected rule \"{name}\", got \"{rule}\""));
-        }
+    if let Some(name) = &expect.rule
+        && *name != rule
+    {
+        mismatches.push(format!("expected rule \"{name}\", got \"{rule}\""));
     }
     TestOutcome { result, mismatches }
 }

@@ -348,12 +348,12 @@ fn the_client_address_is_found_per_spec_section_4() {
                 "#{i} {mode} trusted=[{trusted}] {headers:?}\n    client {got_client} (want {client}), XFF {got_xff:?} (want {xff:?}), /office {office} (want {expected_office})"
             ));
         }
-        if let Some(s) = &seen {
-            if !trusted.contains("127.0.0.1") {
-                for h in ["forwarded", "x-real-ip", "cf-connecting-ip"] {
-                    if s.headers.contains_key(h) {
-                        failures.push(format!("#{i}: untrusted {h} forwarded"));
-                    }
+        if let Some(s) = &seen
+            && !trusted.contains("127.0.0.1")
+        {
+            for h in ["forwarded", "x-real-ip", "cf-connecting-ip"] {
+                if s.headers.contains_key(h) {
+                    failures.push(format!("#{i}: untrusted {h} forwarded"));
                 }
             }
         }

@@ -175,10 +175,10 @@ pub fn parse(source: SourceFile, dir: PathBuf, diags: &mut Diagnostics) -> Optio
                 book.tests = each_table(value, "test", &source, diags, |i, t| label("test", i, t));
                 for test in &mut book.tests {
                     let whole = test.get_ref().expect.span();
-                    if let Some(decision) = &mut test.get_mut().expect.get_mut().decision {
-                        if decision.span().is_empty() {
-                            *decision = Spanned::new(whole, *decision.get_ref());
-                        }
+                    if let Some(decision) = &mut test.get_mut().expect.get_mut().decision
+                        && decision.span().is_empty()
+                    {
+                        *decision = Spanned::new(whole, *decision.get_ref());
                     }
                 }
             }

@@ -66,10 +66,11 @@ impl Routes {
             return Some(r);
         }
         for (suffix, ids) in &self.suffixes {
-            if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
-                if let Some(r) = self.longest(ids, path) {
-                    return Some(r);
-                }
+            if host.len() > suffix.len()
+                && host.ends_with(suffix.as_str())
+                && let Some(r) = self.longest(ids, path)
+            {
+                return Some(r);
             }
         }
         self.longest(&self.any, path)

@@ -303,16 +303,16 @@ pub(super) fn compile_rule(
         conditions.push(Condition::HeaderRegex { headers });
     }
     for (list, negate) in [(ip, false), (not_ip, true)] {
-        if let Some(list) = non_empty(list, &label, book, diags) {
-            if let Some(sets) = ip_sets(list, cx.lists, book, diags) {
-                conditions.push(Condition::Ip { sets, negate });
-            }
+        if let Some(list) = non_empty(list, &label, book, diags)
+            && let Some(sets) = ip_sets(list, cx.lists, book, diags)
+        {
+            conditions.push(Condition::Ip { sets, negate });
         }
     }
-    if let Some(hotlink) = hotlink {
-        if let Some(h) = compile_hotlink(hotlink.get_ref(), book, diags) {
-            conditions.push(Condition::Hotlink(h));
-        }
+    if let Some(hotlink) = hotlink
+        && let Some(h) = compile_hotlink(hotlink.get_ref(), book, diags)
+    {
+        conditions.push(Condition::Hotlink(h));
     }
     for (list, key, negate) in [
         (country, "country", false),

@@ -179,15 +179,15 @@ pub(super) fn server(book: &Rulebook, diags: &mut Diagnostics) -> Settings {
             }
         },
     };
-    if let (Some(addr), None, Some(a)) = (admin_addr, admin_token_env, admin) {
-        if !addr.ip().is_loopback() {
-            diags.error(
+    if let (Some(addr), None, Some(a)) = (admin_addr, admin_token_env, admin)
+        && !addr.ip().is_loopback()
+    {
+        diags.error(
                 book.locate(&a.span()),
                 format!(
                     "admin address {addr} is not loopback: set admin_token_env to protect it, or use 127.0.0.1"
                 ),
             );
-        }
     }
     let tls = tls.as_ref().and_then(|t| {
         let TlsSpec { listen, cert, key } = t.get_ref();

@@ -31,10 +31,10 @@ impl Watch {
             }
         }
         for dir in wanted.keys() {
-            if !self.dirs.contains_key(dir) {
-                if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                    tracing::warn!(folder = %dir.display(), error = %e, "cannot watch a folder of the rulebook's files");
-                }
+            if !self.dirs.contains_key(dir)
+                && let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive)
+            {
+                tracing::warn!(folder = %dir.display(), error = %e, "cannot watch a folder of the rulebook's files");
             }
         }
         self.dirs = wanted;
@@ -47,10 +47,10 @@ impl Watch {
         if event.need_rescan() {
             return true;
         }
-        if let EventKind::Access(kind) = event.kind {
-            if kind != AccessKind::Close(AccessMode::Write) {
-                return false;
-            }
+        if let EventKind::Access(kind) = event.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            return false;
         }
         let mut relevant = false;
         for path in &event.paths {

@@ -283,10 +283,10 @@ async fn answer(
     }
     let mut kept = Vec::new();
     while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            if kept.len() < 1 << 20 {
-                kept.extend_from_slice(data);
-            }
+        if let Some(data) = frame.data_ref()
+            && kept.len() < 1 << 20
+        {
+            kept.extend_from_slice(data);
         }
     }
     record.body = kept;
