@@ -316,6 +316,10 @@ impl Exchange<'_> {
         let elapsed = self.start.elapsed();
         self.counters
             .record_allowed(self.decided.allow_rule, &self.decided.dry_run_hits, elapsed);
+        // access = "refusals": a line made in case of a late refusal is not
+        // written for an allowed answer.
+        let line =
+            line.filter(|_| self.policy.settings.access_log != crate::config::AccessLog::Refusals);
         self.logged(status, line, outcome)
     }
 
@@ -533,6 +537,14 @@ pub async fn handle(
         allowed,
     );
     ex.decided.dry_run_hits = std::mem::take(&mut decision.dry_run_hits);
+    // With access = "refusals" an allowed request has no line yet; refused
+    // after the rules (no route, a file, the upstream), it gets one here.
+    let late = |ex: &Exchange<'_>, line: Option<LineBuilder>| {
+        line.or_else(|| {
+            let dry_run = ex.decided.dry_run_hits.first();
+            ex.line(&parts, headers, &decided, country, dry_run, false)
+        })
+    };
     let allow_rule = match &decision.outcome {
         Outcome::Refuse(refusal) => {
             let roles = (refusal.reason == Reason::RoleInsufficient)
@@ -551,7 +563,12 @@ pub async fn handle(
 
     // 4. The route (SPEC 6).
     let Some(route) = policy.routes.choose(&host, &canonical) else {
-        return ex.refuse(&Refusal::of(Reason::NotFound), None, accept, line);
+        return ex.refuse(
+            &Refusal::of(Reason::NotFound),
+            None,
+            accept,
+            late(&ex, line),
+        );
     };
     // SPEC 6: index candidates are decided like requests of their own.
     let decide = |candidate: &str| decide_rewritten(policy, &facts, candidate);
@@ -580,7 +597,7 @@ pub async fn handle(
                     ex.allow(response, line, outcome)
                 }
                 Served::Refused(refusal) => {
-                    let mut answer = ex.refuse(&refusal, None, accept, line);
+                    let mut answer = ex.refuse(&refusal, None, accept, late(&ex, line));
                     if let Answered::Refused(refused, _) = &mut answer.kind {
                         refused.allow("GET, HEAD");
                     }
@@ -624,7 +641,7 @@ pub async fn handle(
                         return ex.allow_fetched(*fetched, line, outcome);
                     }
                     IndexFound::Refused(refusal) => {
-                        return ex.refuse(&refusal, None, accept, line);
+                        return ex.refuse(&refusal, None, accept, late(&ex, line));
                     }
                     // autoindex: the bare directory path is forwarded as is.
                     IndexFound::None => {}
@@ -633,6 +650,7 @@ pub async fn handle(
             let Some(upstream_target) =
                 forward::upstream_target(&canonical, target.query, parts.uri.path_and_query())
             else {
+                let line = late(&ex, line);
                 return ex.refuse(&Refusal::of(Reason::BadRequest), None, accept, line);
             };
             // Without a body: `fetch`. With one, or an upgrade: hyper's client.
@@ -654,13 +672,15 @@ pub async fn handle(
                         Ok(fetched) => ex.allow_fetched(fetched, line, outcome),
                         Err(e) => {
                             let refusal = upstream_refusal(&ex, &e);
-                            ex.refuse(&refusal, None, accept, line)
+                            ex.refuse(&refusal, None, accept, late(&ex, line))
                         }
                     };
                 }
             };
-            // `parts` moves on: the host is kept apart (hyper's path only).
+            // `parts` moves on: the host is kept apart (hyper's path only),
+            // and a line that may be needed is made now.
             let client_host = client_host.map(str::to_owned);
+            let line = late(&ex, line);
             proxy(
                 &mut ex,
                 parts,

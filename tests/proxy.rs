@@ -567,6 +567,54 @@ fn access_log_refusals_mode_logs_only_refusals() {
     assert_eq!(lines[0]["path"], "/.env");
 }
 
+#[test]
+fn access_log_refusals_mode_logs_refusals_made_after_the_rules_too() {
+    // The rules allow all of these; the route, the file system or the
+    // upstream refuses some. Allowed answers come between them: had one been
+    // logged, it would be among the first four lines.
+    let stub = Stub::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr");
+    drop(dead);
+    let rulebook = format!(
+        "[log]\naccess = \"refusals\"\n\
+         [[route]]\npath_prefix = \"/files\"\nroot = \"site\"\n\
+         [[route]]\npath_prefix = \"/dead\"\nupstream = \"http://{dead_addr}\"\n\
+         [[route]]\nupstream = \"{{upstream}}\"\n"
+    );
+    let files = [("site/files/sub/a.txt", "a")];
+    let gw = Gateway::start_with(&rulebook, Some(stub.addr), &files, 1);
+    let post = |path: &str| {
+        let request = format!("POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nhi");
+        raw(gw.addr, request.as_bytes()).status
+    };
+    assert_eq!(get(gw.addr, "/files/sub/", &[]).status, 403);
+    assert_eq!(get(gw.addr, "/app/ok", &[]).status, 200);
+    assert_eq!(get(gw.addr, "/files/missing.txt", &[]).status, 404);
+    assert_eq!(post("/app/form"), 200);
+    assert_eq!(get(gw.addr, "/dead/x", &[]).status, 502);
+    assert_eq!(get(gw.addr, "/files/sub/a.txt", &[]).status, 200);
+    assert_eq!(post("/dead/form"), 502);
+    let lines = gw.log_lines(4);
+    let seen: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .take(4)
+        .map(|l| {
+            let field = |k: &str| l[k].as_str().unwrap_or("null");
+            (field("path"), field("decision"), field("reason"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/files/sub/", "deny", "directory_listing_disabled"),
+            ("/files/missing.txt", "deny", "not_found"),
+            ("/dead/x", "error", "upstream_unreachable"),
+            ("/dead/form", "error", "upstream_unreachable"),
+        ]
+    );
+}
+
 /// At least 30 raw targets aimed at the denied /admin: none may reach the
 /// upstream with a path inside /admin.
 #[test]
