@@ -54,6 +54,8 @@ pub struct Shared {
     /// looks at it after each answer (one load, where a look at the
     /// workers' stop channel costs a poll of its future).
     pub stopping: AtomicBool,
+    /// `max_connections`, set again by each reload.
+    pub connections: crate::connections::ConnectionLimit,
 }
 
 impl Shared {
@@ -62,6 +64,8 @@ impl Shared {
     pub fn new(policy: Policy, access_log: Arc<AccessLog>) -> Arc<Shared> {
         let control = Control::new(&policy.source.path.clone(), &policy);
         control.metrics.set_loaded_at(policy.source.loaded_at);
+        let connections =
+            crate::connections::ConnectionLimit::new(policy.settings.limits.max_connections);
         let live = Live::new(policy, &control.metrics);
         Arc::new(Shared {
             live: ArcSwap::from_pointee(live),
@@ -69,6 +73,7 @@ impl Shared {
             access_log,
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            connections,
         })
     }
 

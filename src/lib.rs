@@ -26,6 +26,7 @@ pub mod client_ip;
 pub mod config;
 pub mod conn;
 pub mod connect;
+pub mod connections;
 pub mod decision;
 pub mod evaluate;
 pub mod explain;

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::conn::{ConnState, ConnTimeout, Prefixed, Watched, read_proxy_header};
 use crate::gateway::{Conn, Shared, Via, handle};
@@ -157,7 +157,6 @@ pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError>
     let admin = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let (stop, stop_rx) = watch::channel(false);
-    let connections = Arc::new(Semaphore::new(policy.settings.limits.max_connections));
     let mut threads = Vec::with_capacity(workers);
     for w in 0..workers {
         let listeners: Vec<(bool, std::net::TcpListener)> = groups
@@ -166,10 +165,9 @@ pub fn start(shared: Arc<Shared>, workers: usize) -> Result<Running, ServeError>
             .collect();
         let shared = Arc::clone(&shared);
         let stop_rx = stop_rx.clone();
-        let connections = Arc::clone(&connections);
         let thread = std::thread::Builder::new()
             .name(format!("worker-{w}"))
-            .spawn(move || worker(shared, listeners, stop_rx, connections))
+            .spawn(move || worker(shared, listeners, stop_rx))
             .map_err(ServeError::Worker)?;
         threads.push(thread);
     }
@@ -205,7 +203,6 @@ fn worker(
     shared: Arc<Shared>,
     listeners: Vec<(bool, std::net::TcpListener)>,
     stop: watch::Receiver<bool>,
-    connections: Arc<Semaphore>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -229,7 +226,6 @@ fn worker(
                         listener,
                         tls,
                         Arc::clone(&shared),
-                        Arc::clone(&connections),
                         stop.clone(),
                         alive.clone(),
                     ));
@@ -256,13 +252,13 @@ async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     shared: Arc<Shared>,
-    connections: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
     loop {
-        // At max_connections, stop accepting until a connection ends.
-        let Ok(permit) = Arc::clone(&connections).acquire_owned().await else {
+        // At max_connections, stop accepting until a connection ends (or a
+        // reload raises the limit).
+        let Some(place) = shared.connections.acquire().await else {
             return;
         };
         let (stream, peer) = match listener.accept().await {
@@ -284,8 +280,8 @@ async fn accept_loop(
         let alive = alive.clone();
         tokio::spawn(async move {
             let _open = shared.control.metrics.connection_opened();
-            serve_connection(shared, stream, peer, tls, &mut stop).await;
-            drop(permit);
+            serve_connection(Arc::clone(&shared), stream, peer, tls, &mut stop).await;
+            shared.connections.release(place);
             drop(alive);
         });
     }
@@ -306,6 +302,7 @@ async fn serve_connection(
     let mut prefix = bytes::Bytes::new();
     // SPEC 4: from a trusted peer, the PROXY header's address stands for the
     // peer; a trusted peer without a valid one is disconnected.
+    // (`proxy_protocol` is restart-only: a reload keeps the running value.)
     if policy.client_ip.proxy_protocol && policy.client_ip.is_trusted(peer.ip().to_canonical()) {
         match read_proxy_header(&mut stream, limits.header_timeout).await {
             Ok((source, rest)) => {

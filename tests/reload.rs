@@ -281,6 +281,50 @@ fn restart_only_keys_are_reported_and_everything_else_applies() {
 }
 
 #[test]
+fn a_reload_raises_max_connections_and_leaves_proxy_protocol_as_it_started() {
+    use std::io::{Read, Write};
+    let stub = Stub::start();
+    let rulebook = |max: usize, proxy: bool| {
+        format!(
+            "{SERVER}[server.limits]\nmax_connections = {max}\n\
+             [client_ip]\ntrusted_proxies = [\"127.0.0.1\"]\nproxy_protocol = {proxy}\n\
+             [[route]]\nupstream = \"http://{}\"\n",
+            stub.addr
+        )
+    };
+    let gw = Watched::with(&[("r.toml", &rulebook(1, false))]);
+    // The one place is taken by a kept-alive connection.
+    let mut first = Client::connect(gw.addr);
+    first.send(b"GET /first HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(first.read(false).status, 200);
+    // A second connection is not accepted, so its request waits.
+    let mut second = std::net::TcpStream::connect(gw.addr).expect("connect");
+    second
+        .write_all(b"GET /second HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let waited = second.read(&mut byte);
+    assert!(
+        matches!(&waited, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "no answer while the limit is reached: {waited:?}"
+    );
+    // Two places now; proxy_protocol = true needs a restart, so the
+    // waiting request (no PROXY header, from a trusted peer) is served.
+    write_in_place(&gw.path("r.toml"), rulebook(2, true));
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    second.read_to_end(&mut answer).expect("answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!gw.shared().policy().policy.client_ip.proxy_protocol);
+}
+
+#[test]
 fn a_failed_reload_is_logged_as_json_with_each_error() {
     let stub = Stub::start();
     let gw = Process::start(&refusing("old", stub.addr), &[], &[]);

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::common::gateway::Gateway;
+use crate::common::admin::{SERVER, WITHIN, Watched, eventually, write_in_place};
+use crate::common::gateway::{Gateway, get};
 use crate::common::repo;
 use crate::common::stub::Stub;
 
@@ -184,4 +185,50 @@ fn a_large_answer_on_a_kept_alive_https_connection_arrives_whole() {
             assert!(body.iter().all(|&b| b == b'a'));
         }
     });
+}
+
+#[test]
+fn a_reload_without_the_tls_table_leaves_the_tls_listener_serving() {
+    // `server.tls.listen` is restart-only: the listener stays, and with it
+    // the certificate it runs with.
+    let stub = Stub::start();
+    let route = format!("[[route]]\nupstream = \"http://{}\"\n", stub.addr);
+    let tls = "[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+    let deny = |path: &str| {
+        format!("[[rule]]\nname = \"r\"\naction = \"deny\"\npath_prefix = [\"{path}\"]\n")
+    };
+    let (cert, key) = (fixture("cert.pem"), fixture("key.pem"));
+    let gw = Watched::with(&[
+        ("r.toml", &format!("{SERVER}{tls}{route}{}", deny("/old"))),
+        ("cert.pem", &cert),
+        ("key.pem", &key),
+    ]);
+    let addr = gw.tls_listen()[0];
+    write_in_place(
+        &gw.path("r.toml"),
+        format!("{SERVER}{route}{}", deny("/new")),
+    );
+    assert!(
+        eventually(WITHIN, || get(gw.addr, "/new", &[]).status == 403),
+        "the new rulebook is in force"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let answer = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = connect(addr, b"http/1.1").await;
+        tls.write_all(b"GET /new HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.expect("read");
+        answer
+    });
+    assert!(
+        answer.starts_with(b"HTTP/1.1 403"),
+        "served under the new rules: {}",
+        String::from_utf8_lossy(&answer)
+    );
 }

@@ -314,6 +314,22 @@ impl RestartKeys {
         }
         keys
     }
+
+    /// Puts the running values of the restart-only keys into `new`: they stay
+    /// in force until a restart (SPEC 9), and what requests read and
+    /// `/status` shows is what runs. A TLS listener keeps serving: with the
+    /// new certificate when `[server.tls]` is still there, else the running one.
+    fn keep_running(&self, new: &mut Policy, running: &Policy) {
+        new.settings.listen.clone_from(&self.listen);
+        new.settings.admin = self.admin;
+        new.client_ip.proxy_protocol = self.proxy_protocol;
+        match (&mut new.settings.tls, &self.tls_listen) {
+            (Some(tls), Some(listen)) => tls.listen.clone_from(listen),
+            (tls @ Some(_), None) => *tls = None,
+            (tls @ None, Some(_)) => tls.clone_from(&running.settings.tls),
+            (None, None) => {}
+        }
+    }
 }
 
 struct Worker {
@@ -383,8 +399,11 @@ impl Worker {
                 for w in &loaded.warnings {
                     tracing::warn!(location = %w.location, "{}", w.message);
                 }
-                let policy = loaded.policy;
+                let mut policy = loaded.policy;
                 let needs_restart = self.restart.changed(&policy);
+                self.restart
+                    .keep_running(&mut policy, &shared.live.load().policy);
+                let max_connections = policy.settings.limits.max_connections;
                 let sha256 = policy.source.sha256.clone();
                 let files = policy.source.files.clone();
                 let summary = (
@@ -398,6 +417,7 @@ impl Worker {
                 // that freeing a large policy never falls on a request.
                 let live = Live::new(policy, &self.inner.metrics);
                 let previous = shared.live.swap(Arc::new(live));
+                shared.connections.set(max_connections);
                 self.retired.push(previous);
                 self.retired.retain(|p| Arc::strong_count(p) > 1);
                 let (rules, routes, cidrs) = summary;

@@ -69,6 +69,11 @@ impl Watched {
         }
     }
 
+    /// The TLS listeners' addresses.
+    pub fn tls_listen(&self) -> Vec<SocketAddr> {
+        self.running.as_ref().expect("running").tls_listen.clone()
+    }
+
     /// The shared state.
     pub fn shared(&self) -> &std::sync::Arc<Shared> {
         self.running.as_ref().expect("running").shared()
