@@ -452,9 +452,11 @@ impl<'a> RefusalView<'a> {
     }
 }
 
+/// One role as a string, several as an array, none (no token, or a token
+/// without roles) as null (SPEC 7).
 fn json_roles(out: &mut String, roles: Option<&[String]>) {
     match roles {
-        None => out.push_str("null"),
+        None | Some([]) => out.push_str("null"),
         Some([one]) => json_string(out, one),
         Some(many) => {
             out.push('[');
@@ -652,6 +654,17 @@ mod tests {
         assert!(
             view.json()
                 .contains(r#""required_role":["a","b"],"your_role":null"#)
+        );
+        // A token without roles is shown like no token.
+        let none: Vec<String> = Vec::new();
+        let view = RefusalView {
+            your_roles: Some(Some(&none)),
+            ..view
+        };
+        assert!(
+            view.json().contains(r#""your_role":null"#),
+            "{}",
+            view.json()
         );
     }
 }

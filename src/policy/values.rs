@@ -43,8 +43,9 @@ pub struct UpstreamUrl {
     pub scheme: http::uri::Scheme,
     /// `host:port`, the port always present.
     pub authority: http::uri::Authority,
-    /// `authority` as the `Host` header value upstream requests carry
-    /// (unless the route preserves the client's).
+    /// The `Host` upstream requests carry unless the route preserves the
+    /// client's: the authority, without the port when it is the scheme's
+    /// default.
     pub host: http::HeaderValue,
     /// How an `https` upstream is reached; set when its route compiles.
     pub tls: Option<std::sync::Arc<crate::connect::UpstreamTls>>,
@@ -92,7 +93,13 @@ pub fn parse_upstream(s: &str) -> Result<UpstreamUrl, String> {
     let authority: http::uri::Authority = format!("{}:{port}", authority.host())
         .parse()
         .map_err(|e| format!("invalid upstream URL \"{s}\": {e}"))?;
-    let host = http::HeaderValue::from_str(authority.as_str())
+    // As nginx's $proxy_host: the port only when it is not the scheme's.
+    let host_text = if port == default_port {
+        authority.host()
+    } else {
+        authority.as_str()
+    };
+    let host = http::HeaderValue::from_str(host_text)
         .map_err(|e| format!("invalid upstream URL \"{s}\": {e}"))?;
     Ok(UpstreamUrl {
         scheme,
@@ -153,6 +160,20 @@ mod tests {
         for (input, authority) in ok {
             let parsed = parse_upstream(input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(parsed.authority.as_str(), authority);
+        }
+        // The Host an upstream gets names the port only when it is not the
+        // scheme's default.
+        for (input, host) in [
+            ("http://app", "app"),
+            ("http://app:80", "app"),
+            ("http://app:8080", "app:8080"),
+            ("https://app", "app"),
+            ("https://app:443/", "app"),
+            ("https://[::1]:8443", "[::1]:8443"),
+            ("http://[::1]", "[::1]"),
+        ] {
+            let parsed = parse_upstream(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(parsed.host, host, "{input}");
         }
         let bad = [
             ("http://app/api", "must not have a path"),
