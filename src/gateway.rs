@@ -182,13 +182,20 @@ struct Decided {
 }
 
 impl Decided {
-    fn new(parts: &Parts) -> Decided {
+    /// The request's facts so far; the method and path only for a feed
+    /// that is on.
+    fn new(parts: &Parts, feed: bool) -> Decided {
+        let (method, path) = if feed {
+            (parts.method.as_str(), parts.uri.path())
+        } else {
+            ("", "")
+        };
         Decided {
             allow_rule: None,
             dry_run_hits: Vec::new(),
             country: None,
-            method: Inline::new(parts.method.as_str()),
-            path: Inline::new(parts.uri.path()),
+            method: Inline::new(method),
+            path: Inline::new(path),
         }
     }
 }
@@ -369,7 +376,7 @@ impl Exchange<'_> {
         };
         self.counters
             .record_refused(refusal, &self.decided.dry_run_hits, self.start.elapsed());
-        if decision == "deny" {
+        if decision == "deny" && self.shared.control.feed.is_on() {
             // The method and path are already inline: copied as they are.
             let d = &self.decided;
             self.shared.control.feed.refused(RefusalEvent {
@@ -462,7 +469,7 @@ pub async fn handle(
         client_ip,
         id,
         start,
-        decided: Decided::new(&parts),
+        decided: Decided::new(&parts, shared.control.feed.is_on()),
     };
     let accept = headers.get(&ACCEPT);
 
@@ -527,7 +534,9 @@ pub async fn handle(
     };
     let (mut decision, country) = evaluate_with_country(policy, &facts);
     let allowed = decision.is_allowed();
-    ex.decided.path = Inline::new(&canonical);
+    if ex.shared.control.feed.is_on() {
+        ex.decided.path = Inline::new(&canonical);
+    }
     ex.decided.country = country;
     let decided = Target {
         path: &canonical,

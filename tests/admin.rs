@@ -571,3 +571,15 @@ fn open_connections_and_connection_errors_are_counted() {
         .sample("edgeguard_open_connections")
         == 0.0));
 }
+
+#[test]
+fn without_an_admin_listener_the_refusal_feed_is_off() {
+    // Nobody can read the dashboard then (`server.admin` is restart-only), so
+    // the gateway makes no refusal events and runs no aggregator thread.
+    let path = std::path::Path::new("r.toml");
+    for (admin, on) in [("\"off\"", false), ("\"127.0.0.1:0\"", true)] {
+        let policy = crate::common::policy_of(&format!("[server]\nadmin = {admin}\n"));
+        let control = edgeguard::admin::Control::new(path, &policy);
+        assert_eq!(control.feed.is_on(), on, "admin = {admin}");
+    }
+}

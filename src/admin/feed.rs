@@ -128,7 +128,8 @@ impl RefusalEvent {
 /// The sending side of the feed and the aggregate it fills; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Feed {
-    tx: BoundedSender<RefusalEvent>,
+    /// `None` for a feed that is off.
+    tx: Option<BoundedSender<RefusalEvent>>,
     board: Arc<Board>,
 }
 
@@ -169,13 +170,34 @@ impl Feed {
         {
             tracing::error!(error = %e, "cannot start the refusal feed: the dashboard stays empty");
         }
-        Feed { tx, board }
+        Feed {
+            tx: Some(tx),
+            board,
+        }
+    }
+
+    /// A feed that takes nothing and has no thread: for a gateway without an
+    /// admin listener, whose dashboard nobody can read (`server.admin` is
+    /// restart-only, so it cannot come on later).
+    pub fn off() -> Feed {
+        Feed {
+            tx: None,
+            board: Arc::default(),
+        }
+    }
+
+    /// Whether refusals are taken: when not, the gateway does not make the
+    /// events at all.
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Hands a refusal to the aggregator; never waits. When the aggregator
     /// is behind, the event is dropped and counted.
     pub fn refused(&self, event: RefusalEvent) {
-        if self.tx.try_send(event).is_err() {
+        if let Some(tx) = &self.tx
+            && tx.try_send(event).is_err()
+        {
             self.board.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -424,6 +446,17 @@ mod tests {
             }
             std::thread::yield_now();
         }
+    }
+
+    #[test]
+    fn a_feed_that_is_off_takes_nothing() {
+        let feed = Feed::off();
+        assert!(!feed.is_on());
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        feed.refused(event(now, Reason::IpDenied, Some("r"), "FR"));
+        let s = feed.snapshot(now);
+        assert_eq!((s.total, s.dropped, s.recent.len()), (0, 0, 0));
+        assert!(Feed::new().is_on());
     }
 
     #[test]

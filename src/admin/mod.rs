@@ -63,14 +63,18 @@ pub struct Control {
 
 impl Control {
     /// Metrics, a reloader of the rulebook at `path` whose first load gave
-    /// `policy`, and a feed.
+    /// `policy`, and a feed: off when `policy` has no admin listener.
     pub fn new(path: &Path, policy: &Policy) -> Control {
         let metrics = Metrics::new();
         let reloader = Reloader::new(path, policy, Arc::clone(&metrics));
+        let feed = match policy.settings.admin {
+            Some(_) => Feed::new(),
+            None => Feed::off(),
+        };
         Control {
             metrics,
             reloader,
-            feed: Feed::new(),
+            feed,
         }
     }
 }
