@@ -183,8 +183,10 @@ fn compile_route(
             }
         },
     };
-    let target = match (upstream, root) {
-        (Some(u), None) => match parse_upstream(u.get_ref()) {
+    let parsed = upstream.as_ref().map(|u| (u, parse_upstream(u.get_ref())));
+    let https = matches!(&parsed, Some((_, Ok(url))) if url.scheme == http::uri::Scheme::HTTPS);
+    let target = match (parsed, root) {
+        (Some((u, parsed)), None) => match parsed {
             Ok(mut url) if url.scheme == http::uri::Scheme::HTTPS => {
                 let ca = ca_file.as_ref().map(|f| book.resolve(f.get_ref()));
                 let name = sni.as_ref().map(|s| s.get_ref().as_str());
@@ -246,10 +248,6 @@ fn compile_route(
             None
         }
     };
-    let https = upstream
-        .as_ref()
-        .and_then(|u| parse_upstream(u.get_ref()).ok())
-        .is_some_and(|u| u.scheme == http::uri::Scheme::HTTPS);
     for (key, value) in [("ca_file", ca_file), ("sni", sni)] {
         if let (Some(v), false) = (value, https) {
             diags.error(
